@@ -1,0 +1,214 @@
+"""The contracts everything else builds on: ``Layer``, ``Loss`` and ``serial``.
+
+A layer is three pure functions (plus a name used in error messages and reports)::
+
+    init:     (key, input_shape) -> (params, output_shape)
+    forward:  (params, x, *, key=None) -> (y, cache)
+    backward: (params, cache, dy) -> (dparams, dx)
+
+``input_shape`` and ``output_shape`` exclude the batch axis; ``x`` and ``y`` carry it.
+``backward`` is the hand-derived vector-Jacobian product of ``forward``: it must equal
+``jax.vjp(lambda p, x: forward(p, x)[0], params, x)[1](dy)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+Params = Any  # a pytree of arrays
+Cache = Any  # whatever forward keeps for backward
+Shape = tuple[int, ...]
+PRNGKey = jax.Array
+
+
+class Layer(NamedTuple):
+    """A layer: ``init``, ``forward`` and its hand-derived ``backward``.
+
+    Attributes:
+      init: ``(key, input_shape) -> (params, output_shape)``; shapes exclude the batch axis.
+      forward: ``(params, x, *, key=None) -> (y, cache)``; ``key=None`` is evaluation mode.
+      backward: ``(params, cache, dy) -> (dparams, dx)``, the vector-Jacobian product of
+        ``forward`` written out by hand; ``dparams`` has the structure of ``params``.
+      name: a short human-readable name (``"dense(16)"``) used in errors and reports.
+      sublayers: for combinators such as :func:`serial`, the layers they are made of, in
+        order (their params are ``params[i]``); ``()`` for a plain layer. Tools that localise a
+        wrong derivation (``jaxbp.check``) walk this.
+    """
+
+    init: Callable[..., tuple[Params, Shape]]
+    forward: Callable[..., tuple[Array, Cache]]
+    backward: Callable[[Params, Cache, Array], tuple[Params, Array]]
+    name: str = "layer"
+    sublayers: tuple["Layer", ...] = ()
+
+
+class Loss(NamedTuple):
+    """A loss and its hand-derived gradient with respect to the prediction.
+
+    Attributes:
+      value: ``(y_pred, y_true) -> scalar``, averaged over the batch.
+      grad: ``(y_pred, y_true) -> dL/dy_pred``, same shape as ``y_pred``.
+      name: a short human-readable name used in errors and reports.
+    """
+
+    value: Callable[[Array, Array], Array]
+    grad: Callable[[Array, Array], Array]
+    name: str = "loss"
+
+
+# --------------------------------------------------------------------------------------
+# Input validation shared by layers: plain Python on static shapes, so it runs at trace
+# time and a mistake surfaces as a readable error instead of an XLA shape failure.
+
+
+def check_input_shape(name: str, input_shape: Any, *, min_rank: int = 1) -> Shape:
+    """Validates ``input_shape`` passed to ``init`` and returns it as a tuple of ints."""
+    if isinstance(input_shape, (int, np.integer)):
+        raise TypeError(
+            f"{name}: input_shape={input_shape!r} is an int, but a tuple without the batch "
+            f"axis is expected. Fix: pass ({int(input_shape)},)."
+        )
+    try:
+        shape = tuple(int(d) for d in input_shape)
+    except TypeError:
+        raise TypeError(
+            f"{name}: input_shape={input_shape!r} is not a tuple of ints. Fix: pass the shape of "
+            f"one example without the batch axis, e.g. (784,) or (28, 28, 1)."
+        ) from None
+    if len(shape) < min_rank or any(d <= 0 for d in shape):
+        raise ValueError(
+            f"{name}: input_shape={shape} is invalid; expected at least {min_rank} positive "
+            f"dimension(s) without the batch axis, e.g. (784,)."
+        )
+    return shape
+
+
+def check_input(name: str, x: Any, expected: Shape, what: str = "") -> None:
+    """Checks that ``x`` is ``(batch, *expected)``; raises naming the layer and both shapes."""
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        raise TypeError(
+            f"{name}: input x must be an array with a leading batch axis, got "
+            f"{type(x).__name__}. Fix: pass jnp.asarray(x)."
+        )
+    shape = tuple(shape)
+    if len(shape) != len(expected) + 1 or shape[1:] != tuple(expected):
+        hint = what or f"expected (batch, {', '.join(map(str, expected))})"
+        raise ValueError(
+            f"{name}: input x has shape {shape}, but the layer expects (batch, *{tuple(expected)}) "
+            f"({hint}). Fix: reshape the input or initialise the layer with "
+            f"input_shape={shape[1:]}."
+        )
+
+
+def float_dtype(dtype=None):
+    """``dtype`` if given, else JAX's default float (float64 under ``jax_enable_x64``)."""
+    if dtype is not None:
+        return jnp.dtype(dtype)
+    return jax.dtypes.canonicalize_dtype(jnp.float64)
+
+
+def split_key(key: PRNGKey | None, n: int) -> list[PRNGKey | None]:
+    """Splits ``key`` into ``n`` keys, or returns ``n`` Nones in evaluation mode."""
+    if key is None:
+        return [None] * n
+    return list(jax.random.split(key, n))
+
+
+# --------------------------------------------------------------------------------------
+# serial: the combinator that makes networks; itself a Layer.
+
+
+def serial(*layers: Layer) -> Layer:
+    """Composes layers in sequence; the result is itself a :class:`Layer`.
+
+    Params are a tuple with one entry per layer; forward keeps a tuple of the layers' caches;
+    backward walks them in reverse, feeding each layer's ``dx`` to the layer before it as its
+    ``dy`` — the chain rule ``dL/da_{l-1} = (da_l/da_{l-1})^T dL/da_l`` applied layer by layer.
+
+    A stochastic forward (``key`` given) splits the key into one subkey per layer.
+
+    Examples:
+      >>> import jax, jaxbp as bp
+      >>> net = bp.serial(bp.dense(8), bp.tanh(), bp.dense(1), bp.sigmoid())
+      >>> params, out_shape = net.init(jax.random.key(0), (2,))
+      >>> out_shape
+      (1,)
+    """
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            raise TypeError(
+                f"serial: argument {i} is {type(layer).__name__} ({layer!r:.60}), not a Layer. "
+                f"Fix: call the factory, e.g. bp.relu() rather than bp.relu."
+            )
+    names = [layer.name for layer in layers]
+    name = f"serial({', '.join(names)})"
+
+    def where(i: int) -> str:
+        return f"layer {i} ({names[i]})"
+
+    def init(key, input_shape):
+        shape = check_input_shape("serial", input_shape)
+        params = []
+        for i, (layer, k) in enumerate(zip(layers, split_key(key, len(layers)))):
+            try:
+                p, shape = layer.init(k, shape)
+            except (ValueError, TypeError) as e:
+                raise type(e)(f"serial {where(i)}: {e}") from None
+            params.append(p)
+        return tuple(params), shape
+
+    def check_params(params):
+        if not isinstance(params, (tuple, list)) or len(params) != len(layers):
+            got = f"a {type(params).__name__} of length {len(params)}" if isinstance(
+                params, (tuple, list)) else type(params).__name__
+            raise ValueError(
+                f"{name}: params must be a tuple with one entry per layer ({len(layers)}), got "
+                f"{got}. Fix: pass the params returned by this network's init."
+            )
+
+    def forward(params, x, *, key=None):
+        check_params(params)
+        caches = []
+        for i, (layer, p, k) in enumerate(zip(layers, params, split_key(key, len(layers)))):
+            try:
+                x, cache = layer.forward(p, x, key=k)
+            except (ValueError, TypeError) as e:
+                raise type(e)(f"serial {where(i)}: {e}") from None
+            caches.append(cache)
+        return x, tuple(caches)
+
+    def backward(params, caches, dy):
+        check_params(params)
+        dparams = [None] * len(layers)
+        for i in reversed(range(len(layers))):
+            dparams[i], dy = layers[i].backward(params[i], caches[i], dy)
+        return tuple(dparams), dy
+
+    return Layer(init, forward, backward, name, tuple(layers))
+
+
+def count_params(params: Params) -> int:
+    """The number of scalar parameters in a pytree."""
+    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(params))
+
+
+__all__ = [
+    "Array",
+    "Layer",
+    "Loss",
+    "Params",
+    "PRNGKey",
+    "Shape",
+    "check_input",
+    "check_input_shape",
+    "count_params",
+    "float_dtype",
+    "serial",
+    "split_key",
+]

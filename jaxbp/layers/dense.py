@@ -1,0 +1,148 @@
+"""Fully connected layer ``y = x @ w + b`` and weight initialisers.
+
+Forward (``x: (batch, d_in)``, ``w: (d_in, d_out)``, ``b: (d_out,)``)::
+
+    y = x @ w + b                         (batch, d_out)
+
+Backward, given ``dy = dL/dy`` of shape ``(batch, d_out)``::
+
+    dw = x^T @ dy                         (d_in, d_out)   sum of per-example outer products
+    db = sum_batch dy                     (d_out,)        adjoint of broadcasting b over the batch
+    dx = dy @ w^T                         (batch, d_in)
+
+In the seed document's column notation ``z = W a + b`` with ``W = w^T``, these are
+``dE/dW = dE/dz · a^T`` and ``dE/db = dE/dz``, summed over the examples of the batch.
+Extra leading axes (e.g. ``(batch, time, d_in)``) are treated as more batch axes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxbp._core import Array, Layer, check_input, check_input_shape, float_dtype
+
+Initializer = Callable[[jax.Array, tuple[int, ...], jnp.dtype], Array]
+
+
+class DenseParams(NamedTuple):
+    """Parameters of :func:`dense`: ``w: (d_in, d_out)``, ``b: (d_out,)``."""
+
+    w: Array
+    b: Array
+
+
+def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    # (d_in, d_out) for dense; (kh, kw, c_in, c_out) for HWIO convolutions.
+    receptive = math.prod(shape[:-2]) if len(shape) > 2 else 1
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def glorot_uniform(key, shape, dtype=None) -> Array:
+    """Glorot/Xavier uniform: ``U(-a, a)``, ``a = sqrt(6 / (fan_in + fan_out))``; for tanh/sigmoid."""
+    fan_in, fan_out = _fans(shape)
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    return jax.random.uniform(key, shape, float_dtype(dtype), -limit, limit)
+
+
+def glorot_normal(key, shape, dtype=None) -> Array:
+    """Glorot/Xavier normal: ``N(0, 2 / (fan_in + fan_out))``."""
+    fan_in, fan_out = _fans(shape)
+    std = math.sqrt(2.0 / (fan_in + fan_out))
+    return std * jax.random.normal(key, shape, float_dtype(dtype))
+
+
+def he_normal(key, shape, dtype=None) -> Array:
+    """He/Kaiming normal: ``N(0, 2 / fan_in)``; keeps activations' scale through ReLUs."""
+    fan_in, _ = _fans(shape)
+    return math.sqrt(2.0 / fan_in) * jax.random.normal(key, shape, float_dtype(dtype))
+
+
+def he_uniform(key, shape, dtype=None) -> Array:
+    """He/Kaiming uniform: ``U(-a, a)``, ``a = sqrt(6 / fan_in)``."""
+    fan_in, _ = _fans(shape)
+    limit = math.sqrt(6.0 / fan_in)
+    return jax.random.uniform(key, shape, float_dtype(dtype), -limit, limit)
+
+
+INITIALIZERS: dict[str, Initializer] = {
+    "glorot_uniform": glorot_uniform,
+    "glorot_normal": glorot_normal,
+    "xavier_uniform": glorot_uniform,
+    "xavier_normal": glorot_normal,
+    "he_normal": he_normal,
+    "he_uniform": he_uniform,
+}
+
+
+def get_initializer(name: str, init: str | Initializer) -> Initializer:
+    """Resolves an initialiser given by name (see ``INITIALIZERS``) or as a callable."""
+    if callable(init):
+        return init
+    if init not in INITIALIZERS:
+        raise ValueError(
+            f"{name}: w_init={init!r} is not a known initialiser; expected one of "
+            f"{sorted(INITIALIZERS)} or a callable (key, shape, dtype) -> array."
+        )
+    return INITIALIZERS[init]
+
+
+def bias_shape(b: Array, ndim: int) -> Array:
+    """Reshapes a ``(d,)`` bias to broadcast explicitly against a rank-``ndim`` array."""
+    return b.reshape((1,) * (ndim - 1) + b.shape)
+
+
+def dense(d_out: int, *, w_init: str | Initializer = "glorot_uniform", dtype=None) -> Layer:
+    """Fully connected layer ``y = x @ w + b`` with ``DenseParams(w: (d_in, d_out), b: (d_out,))``.
+
+    Args:
+      d_out: number of output features.
+      w_init: weight initialiser: ``"glorot_uniform"`` (default, for tanh/sigmoid),
+        ``"glorot_normal"``, ``"he_normal"`` / ``"he_uniform"`` (for ReLU-family layers), or a
+        callable ``(key, shape, dtype) -> array``. Biases start at zero.
+      dtype: parameter dtype; ``None`` uses JAX's default float (float64 under x64).
+
+    Backward (``dy: (batch, d_out)``): ``dw = x^T dy``, ``db = sum_batch dy``, ``dx = dy w^T``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jaxbp as bp
+      >>> layer = bp.dense(3)
+      >>> params, shape = layer.init(jax.random.key(0), (2,))
+      >>> y, cache = layer.forward(params, jnp.ones((4, 2)))
+      >>> y.shape, shape
+      ((4, 3), (3,))
+    """
+    if isinstance(d_out, bool) or not isinstance(d_out, int) or d_out <= 0:
+        raise ValueError(f"dense: d_out={d_out!r} must be a positive int, e.g. dense(16).")
+    name = f"dense({d_out})"
+    w_initializer = get_initializer(name, w_init)
+
+    def init(key, input_shape):
+        shape = check_input_shape(name, input_shape)
+        d_in = shape[-1]
+        w = w_initializer(key, (d_in, d_out), dtype)
+        b = jnp.zeros((d_out,), w.dtype)
+        return DenseParams(w, b), shape[:-1] + (d_out,)
+
+    def forward(params, x, *, key=None):
+        w, b = params
+        x_shape = getattr(x, "shape", None)
+        if x_shape is None or len(x_shape) < 2 or x_shape[-1] != w.shape[0]:
+            check_input(name, x, (w.shape[0],),
+                        f"feature size {w.shape[0]} to match w.shape={tuple(w.shape)}")
+        y = x @ w + bias_shape(b, x.ndim)
+        return y, x
+
+    def backward(params, x, dy):
+        w, _ = params
+        x2 = x.reshape(-1, x.shape[-1])          # fold extra leading axes into the batch
+        dy2 = dy.reshape(-1, dy.shape[-1])
+        dw = x2.T @ dy2
+        db = jnp.sum(dy2, axis=0)
+        dx = dy @ w.T
+        return DenseParams(dw, db), dx
+
+    return Layer(init, forward, backward, name)

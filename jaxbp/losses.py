@@ -1,0 +1,172 @@
+"""Losses with their hand-derived gradients ``dL/dy_pred``.
+
+Every loss returns a scalar averaged over the batch, and its ``grad`` carries that ``1/n``
+factor. Where the output nonlinearity and the loss cancel algebraically the pair is fused:
+``sigmoid_binary_cross_entropy`` and ``softmax_cross_entropy`` take *logits* ``z`` and have
+``dL/dz = (p - y) / batch``, which is both cheaper and stable at any logit.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxbp._core import Array, Loss
+
+
+def _shape(name: str, arg: str, v) -> tuple[int, ...]:
+    shape = getattr(v, "shape", None)
+    if shape is None:
+        raise TypeError(f"{name}: {arg} must be an array, got {type(v).__name__}. "
+                        f"Fix: pass jnp.asarray({arg}).")
+    if len(shape) < 1:
+        raise ValueError(f"{name}: {arg} has shape {tuple(shape)}, but a leading batch axis is "
+                         f"expected. Fix: pass a batch, e.g. {arg}[None].")
+    return tuple(shape)
+
+
+def _same_shape(name: str, y_pred, y_true) -> None:
+    p, t = _shape(name, "y_pred", y_pred), _shape(name, "y_true", y_true)
+    if p != t:
+        fix = (f" Fix: reshape y_true to {p}, e.g. y_true.reshape({p[0]}, -1)."
+               if len(t) == 1 and p == t + (1,) else
+               f" Fix: make y_true shape {p} (the network's output shape).")
+        raise ValueError(
+            f"{name}: y_true has shape {t} but y_pred has shape {p}; they must match exactly "
+            f"(no broadcasting, which would silently compare every prediction with every "
+            f"target).{fix}"
+        )
+
+
+def _n(x: Array) -> int:
+    return x.size
+
+
+def mse() -> Loss:
+    """Mean squared error over all elements.
+
+    ``L = (1/n) sum (y_pred - y_true)^2`` with ``n = y_pred.size`` (batch times outputs);
+    ``dL/dy_pred = 2 (y_pred - y_true) / n``.
+    """
+    name = "mse"
+
+    def value(y_pred, y_true):
+        _same_shape(name, y_pred, y_true)
+        return jnp.mean((y_pred - y_true) ** 2)
+
+    def grad(y_pred, y_true):
+        _same_shape(name, y_pred, y_true)
+        return 2.0 * (y_pred - y_true) / _n(y_pred)
+
+    return Loss(value, grad, name)
+
+
+def _clip_straight_through(p: Array) -> Array:
+    # The value uses p clipped into [eps, 1 - eps] so log never sees 0; the derivative passes
+    # straight through the clip (d p_c / d p = 1) so a saturated wrong prediction still gets
+    # a finite, correctly signed gradient instead of the zero a plain clip would give.
+    eps = jnp.finfo(p.dtype).eps
+    return p + jax.lax.stop_gradient(jnp.clip(p, eps, 1.0 - eps) - p)
+
+
+def binary_cross_entropy() -> Loss:
+    """Binary cross-entropy on probabilities ``p`` in ``[0, 1]``, mean over all elements.
+
+    ``L = -(1/n) sum [y log p + (1 - y) log(1 - p)]``;
+    ``dL/dp = (p - y) / (p (1 - p)) / n``.
+
+    ``p`` is clipped to ``[eps, 1 - eps]`` (``eps`` the dtype's machine epsilon) inside the logs,
+    with the derivative passed straight through the clip, so ``p`` exactly 0 or 1 gives finite
+    values and gradients. On logits use :func:`sigmoid_binary_cross_entropy` instead: it never
+    saturates.
+    """
+    name = "binary_cross_entropy"
+
+    def value(y_pred, y_true):
+        _same_shape(name, y_pred, y_true)
+        p = _clip_straight_through(y_pred)
+        return -jnp.mean(y_true * jnp.log(p) + (1.0 - y_true) * jnp.log1p(-p))
+
+    def grad(y_pred, y_true):
+        _same_shape(name, y_pred, y_true)
+        p = _clip_straight_through(y_pred)
+        return (-(y_true / p) + (1.0 - y_true) / (1.0 - p)) / _n(y_pred)
+
+    return Loss(value, grad, name)
+
+
+def sigmoid_binary_cross_entropy() -> Loss:
+    """Binary cross-entropy on logits ``z`` (sigmoid fused in), mean over all elements.
+
+    ``L = (1/n) sum [max(z, 0) - z y + log(1 + exp(-|z|))]``, which equals
+    ``-(1/n) sum [y log s(z) + (1 - y) log(1 - s(z))]`` but never overflows;
+    ``dL/dz = (sigmoid(z) - y) / n``.
+    """
+    name = "sigmoid_binary_cross_entropy"
+
+    def value(y_pred, y_true):
+        _same_shape(name, y_pred, y_true)
+        z = y_pred
+        return jnp.mean(jnp.maximum(z, 0.0) - z * y_true + jnp.log1p(jnp.exp(-jnp.abs(z))))
+
+    def grad(y_pred, y_true):
+        _same_shape(name, y_pred, y_true)
+        return (jax.nn.sigmoid(y_pred) - y_true) / _n(y_pred)
+
+    return Loss(value, grad, name)
+
+
+def _targets(name: str, logits, y_true) -> Array:
+    """Integer labels ``(batch,)`` become one-hot; ``(batch, k)`` targets pass through."""
+    p, t = _shape(name, "y_pred", logits), _shape(name, "y_true", y_true)
+    if len(p) != 2:
+        raise ValueError(f"{name}: y_pred (logits) must have shape (batch, classes), got {p}.")
+    if t == p:
+        return y_true
+    if t == p[:1]:
+        if not jnp.issubdtype(y_true.dtype, jnp.integer):
+            raise TypeError(
+                f"{name}: y_true has shape {t} with dtype {y_true.dtype}; labels of shape (batch,) "
+                f"must be integer class indices in [0, {p[1]}). Fix: y_true.astype(jnp.int32), "
+                f"or pass one-hot targets of shape {p}.")
+        return jax.nn.one_hot(y_true, p[1], dtype=logits.dtype)
+    raise ValueError(
+        f"{name}: y_true has shape {t} but y_pred (logits) has shape {p}; expected integer "
+        f"labels of shape {p[:1]} or one-hot targets of shape {p}.")
+
+
+def _log_softmax(z: Array) -> Array:
+    m = jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))  # shift so exp <= 1
+    s = z - m
+    return s - jnp.log(jnp.sum(jnp.exp(s), axis=-1, keepdims=True))
+
+
+def softmax_cross_entropy() -> Loss:
+    """Cross-entropy on logits with the softmax fused in, mean over the batch.
+
+    ``L = (1/batch) sum_b [logsumexp(z_b) - sum_k y_bk z_bk]`` for one-hot (or probability)
+    targets ``y`` of shape ``(batch, classes)``, or integer labels of shape ``(batch,)``;
+    ``dL/dz = (softmax(z) - y) / batch`` (targets summing to one). The log-sum-exp is shifted by
+    the row maximum, so logits of any magnitude are safe.
+    """
+    name = "softmax_cross_entropy"
+
+    def value(y_pred, y_true):
+        y = _targets(name, y_pred, y_true)
+        return -jnp.sum(y * _log_softmax(y_pred)) / y_pred.shape[0]
+
+    def grad(y_pred, y_true):
+        y = _targets(name, y_pred, y_true)
+        p = jnp.exp(_log_softmax(y_pred))
+        # General targets: dL/dz = p * sum_k y_k - y, which is p - y when each row sums to one.
+        return (p * jnp.sum(y, axis=-1, keepdims=True) - y) / y_pred.shape[0]
+
+    return Loss(value, grad, name)
+
+
+LOSSES = {
+    "mse": mse,
+    "binary_cross_entropy": binary_cross_entropy,
+    "sigmoid_binary_cross_entropy": sigmoid_binary_cross_entropy,
+    "softmax_cross_entropy": softmax_cross_entropy,
+}
