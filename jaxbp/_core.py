@@ -149,8 +149,11 @@ def serial(*layers: Layer) -> Layer:
     names = [layer.name for layer in layers]
     name = f"serial({', '.join(names)})"
 
-    def where(i: int) -> str:
-        return f"layer {i} ({names[i]})"
+    def reraise(i: int, e: Exception):
+        msg = str(e)
+        if msg.startswith(names[i] + ": "):  # the layer already named itself; say where it sits
+            msg = msg[len(names[i]) + 2:]
+        raise type(e)(f"serial layer {i} ({names[i]}): {msg}") from None
 
     def init(key, input_shape):
         shape = check_input_shape("serial", input_shape)
@@ -159,7 +162,7 @@ def serial(*layers: Layer) -> Layer:
             try:
                 p, shape = layer.init(k, shape)
             except (ValueError, TypeError) as e:
-                raise type(e)(f"serial {where(i)}: {e}") from None
+                reraise(i, e)
             params.append(p)
         return tuple(params), shape
 
@@ -179,7 +182,7 @@ def serial(*layers: Layer) -> Layer:
             try:
                 x, cache = layer.forward(p, x, key=k)
             except (ValueError, TypeError) as e:
-                raise type(e)(f"serial {where(i)}: {e}") from None
+                reraise(i, e)
             caches.append(cache)
         return x, tuple(caches)
 
