@@ -18,9 +18,10 @@ def _shape(case, dims):
 @CASES
 @settings(max_examples=6)
 @given(batch=st.integers(1, 4), dims=st.lists(st.integers(1, 5), min_size=3, max_size=3),
-       seed=st.integers(0, 2**16))
-def test_backward_matches_vjp_eager(case, batch, dims, seed):
-    assert_layer_matches_vjp(case.make(), _shape(case, dims), batch=batch, seed=seed,
+       seed=st.integers(0, 2**16), jit=st.booleans())
+def test_backward_matches_vjp_random_shapes(case, batch, dims, seed, jit):
+    """Random shapes and values, batch size 1 included; eagerly or under jit (drawn)."""
+    assert_layer_matches_vjp(case.make(), _shape(case, dims), batch=batch, seed=seed, jit=jit,
                              away_from_zero=case.away_from_zero, make_input=case.make_input,
                              stochastic=case.stochastic)
 
