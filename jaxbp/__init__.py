@@ -2,6 +2,8 @@
 
 from jaxbp._core import Layer, Loss, count_params, serial
 from jaxbp.gradients import autodiff, backprop, objective, penalty, penalty_grad
+from jaxbp import data, optim
+from jaxbp.train import FitResult, TrainState, evaluate, fit, make_train_step
 from jaxbp.layers import (
     DenseParams,
     dense,
@@ -32,6 +34,13 @@ __all__ = [
     "DenseParams",
     "Layer",
     "Loss",
+    "FitResult",
+    "TrainState",
+    "data",
+    "evaluate",
+    "fit",
+    "make_train_step",
+    "optim",
     "autodiff",
     "backprop",
     "binary_cross_entropy",
