@@ -1,0 +1,120 @@
+"""The timing run: machine facts, matmul peak, every implementation per config, the report."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import time
+
+import jax
+import jaxlib
+import numpy as np
+import optax
+
+from benchmarks import check, jaxbp_mlp, numpy_mlp, report, timing, torch_mlp
+from benchmarks.compiles import count_compiles
+from benchmarks.configs import CONFIGS, Config, make_data, matmul_flops
+
+
+def machine_facts(use_torch: bool) -> dict[str, str]:
+    """What the numbers depend on: CPU, versions, thread settings, load."""
+    import threadpoolctl
+
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    facts = {
+        "date (UTC)": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "CPU": f"{cpu}, {os.cpu_count()} logical cores",
+        "OS": f"{platform.system()} {platform.release()}",
+        "Python": platform.python_version(),
+        "jax / jaxlib": f"{jax.__version__} / {jaxlib.__version__}",
+        "JAX devices": ", ".join(str(d) for d in jax.devices()),
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+    }
+    blas = [f"{i.get('internal_api')} {i.get('version')} kernel={i.get('architecture')} "
+            f"threads={i.get('num_threads')}" for i in threadpoolctl.threadpool_info()
+            if i.get("user_api") == "blas"]
+    facts["NumPy BLAS"] = "; ".join(blas) or "?"
+    if use_torch:
+        import torch
+
+        facts["torch"] = (f"{torch.__version__} (intra-op threads {torch.get_num_threads()}, "
+                          f"inter-op {torch.get_num_interop_threads()})")
+    env = {k: os.environ[k] for k in ("XLA_FLAGS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                      "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
+                                      "OPENBLAS_L2_SIZE") if k in os.environ}
+    facts["thread settings"] = (", ".join(f"{k}={v}" for k, v in env.items()) or
+                                "none set (every library uses its default: all cores)")
+    if os.environ.get("JAXBP_BENCH_REEXEC"):
+        facts["thread settings"] += (f"; removed for this run: {os.environ['JAXBP_BENCH_REEXEC']}")
+    with open("/proc/loadavg") as f:
+        facts["load average (1, 5, 15 min) at start"] = " ".join(f.read().split()[:3])
+    return facts
+
+
+def runners_for(config: Config, use_torch: bool) -> dict:
+    """Every implementation of one config, built (and compiled) on the same data and params."""
+    params, np_params = jaxbp_mlp.init_params(config)
+    xs, ys = make_data(config)
+    out = {v.label: jaxbp_mlp.Runner(config, v, params, xs, ys) for v in jaxbp_mlp.VARIANTS}
+    out[report.NUMPY] = numpy_mlp.NumpyMLP(config, np_params, xs, ys)
+    if use_torch:
+        out[report.TORCH_SGD] = torch_mlp.TorchMLP(config, np_params, xs, ys, "sgd")
+        out[report.TORCH_ADAM] = torch_mlp.TorchMLP(config, np_params, xs, ys, "adam")
+    return out
+
+
+def measure_config(config: Config, *, repeats: int, min_time: float, use_torch: bool) -> dict:
+    runners = runners_for(config, use_torch)
+    times = timing.time_interleaved(runners, repeats=repeats, min_time=min_time)
+    compiles = {k: r.compile_s for k, r in runners.items() if hasattr(r, "compile_s")}
+    losses = {k: float(np.asarray(r.loss).reshape(-1)[-1]) for k, r in runners.items()}
+    return {"times": times, "compile": compiles, "flops": matmul_flops(config),
+            "steps": config.steps, "losses": losses}
+
+
+def fit_compiles() -> int | None:
+    """XLA compiles that epochs 2 and 3 of ``bp.fit`` on digits add; None without ``bp.fit``."""
+    import jaxbp as bp
+
+    if not hasattr(bp, "fit"):
+        return None
+    config = CONFIGS["digits"]
+    params, _ = jaxbp_mlp.init_params(config)
+    xs, ys = make_data(config)
+    after_epoch = []
+    with count_compiles() as seen:
+        bp.fit(jaxbp_mlp.build_net(config), jaxbp_mlp.LOSS[config.loss](),
+               jaxbp_mlp.sgd(config.learning_rate), params, xs.reshape(-1, xs.shape[-1]),
+               ys.reshape(-1), key=0, epochs=3, batch_size=config.batch, progress=False,
+               callback=lambda state, record: after_epoch.append(len(seen)))
+    return len(seen) - after_epoch[0]
+
+
+def measure(configs: list[Config], *, repeats: int, min_time: float, use_torch: bool,
+            agreements, skipped: dict, command: str) -> str:
+    facts = machine_facts(use_torch)
+    t_start = time.perf_counter()
+    print("measuring the float32 matmul peak ...", flush=True)
+    peaks = timing.matmul_peak(use_torch=use_torch)
+    peak_name = max(peaks, key=peaks.get)
+    results = {}
+    for config in configs:
+        print(f"timing {config.name} ...", flush=True)
+        results[config.name] = measure_config(config, repeats=repeats, min_time=min_time,
+                                              use_torch=use_torch)
+        print(report.time_table({config.name: results[config.name]}), flush=True)
+    n_fit = fit_compiles()
+    with open("/proc/loadavg") as f:
+        facts["load average (1, 5, 15 min) at end"] = " ".join(f.read().split()[:3])
+    facts["benchmark wall time"] = f"{time.perf_counter() - t_start:.0f} s"
+    return report.markdown(
+        facts=facts, command=command, configs=configs, skipped=skipped, agreements=agreements,
+        results=results, peaks=peaks, peak_name=peak_name, repeats=repeats, min_time=min_time,
+        targets=report.targets(results, peaks[peak_name], n_fit))

@@ -1,0 +1,236 @@
+"""Turning measurements into tables, target verdicts and ``docs/benchmarks.md``."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from benchmarks.timing import median, spread
+
+PRIMARY = "jaxbp backprop, sgd, scan"     # the library's training step as users run it
+AUTODIFF = "jaxbp autodiff, sgd, scan"
+NUMPY, TORCH_SGD, TORCH_ADAM = "numpy, sgd", "torch, sgd", "torch, adam"
+
+# Scanned epoch per step vs PyTorch eager (the issue's targets) and matmul-peak fractions.
+SPEEDUP_VS_TORCH = {"xor": 80.0, "digits": 6.0, "mnist-shaped": 1.2, "large": 1.0}
+PEAK_FRACTION = {"mnist-shaped": 0.55, "large": 0.90}
+BACKPROP_OVER_AUTODIFF = 1.03
+COMPILE_LIMIT_S, COMPILE_CONFIG = 0.5, "mnist-shaped"
+
+
+class Target(NamedTuple):
+    what: str
+    config: str
+    measured: str
+    required: str
+    met: bool | None  # None: not measured
+
+    @property
+    def verdict(self) -> str:
+        return "not measured" if self.met is None else ("met" if self.met else "**missed**")
+
+
+def step_us(samples: list[float]) -> str:
+    return f"{median(samples) * 1e6:,.1f} ± {spread(samples) * 100:.0f}%"
+
+
+def time_table(results: dict) -> str:
+    configs = list(results)
+    labels = []
+    for r in results.values():
+        labels += [k for k in r["times"] if k not in labels]
+    lines = ["| implementation | " + " | ".join(configs) + " |",
+             "|---|" + "---:|" * len(configs)]
+    for label in labels:
+        cells = [step_us(results[c]["times"][label]) if label in results[c]["times"] else "—"
+                 for c in configs]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def compile_table(results: dict) -> str:
+    configs = list(results)
+    labels = []
+    for r in results.values():
+        labels += [k for k in r["compile"] if k not in labels]
+    lines = ["| jitted function | " + " | ".join(configs) + " |",
+             "|---|" + "---:|" * len(configs)]
+    for label in labels:
+        cells = [f"{results[c]['compile'][label]:.2f}" if label in results[c]["compile"] else "—"
+                 for c in configs]
+        lines.append(f"| {label.replace(', loop', ' (one step)').replace(', scan', ' (scanned epoch)')}"
+                     f" | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def flops_table(results: dict, peak: float) -> str:
+    impls = [PRIMARY, AUTODIFF, NUMPY, TORCH_SGD]
+    lines = ["| config | matmul MFLOP / step | " + " | ".join(impls) + " |",
+             "|---|---:|" + "---:|" * len(impls)]
+    for c, r in results.items():
+        cells = []
+        for label in impls:
+            if label not in r["times"]:
+                cells.append("—")
+                continue
+            g = r["flops"] / median(r["times"][label]) / 1e9
+            cells.append(f"{g:,.1f} ({100 * g / peak:.0f}%)")
+        lines.append(f"| {c} | {r['flops'] / 1e6:,.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ratio_table(results: dict) -> str:
+    """backprop / autodiff step time for every optimizer and driver."""
+    pairs = sorted({k.replace("jaxbp backprop, ", "") for r in results.values()
+                    for k in r["times"] if k.startswith("jaxbp backprop")})
+    configs = list(results)
+    lines = ["| optimizer, driver | " + " | ".join(configs) + " |",
+             "|---|" + "---:|" * len(configs)]
+    for pair in pairs:
+        cells = []
+        for c in configs:
+            t = results[c]["times"]
+            b, a = t.get(f"jaxbp backprop, {pair}"), t.get(f"jaxbp autodiff, {pair}")
+            cells.append(f"{median(b) / median(a):.3f}" if b and a else "—")
+        lines.append(f"| {pair} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def targets(results: dict, peak: float, fit_compiles: int | None) -> list[Target]:
+    out = []
+    for c, r in results.items():
+        t = {k: median(v) for k, v in r["times"].items()}
+        ratio = t[PRIMARY] / t[AUTODIFF]
+        out.append(Target("backprop step ≤ 1.03 × autodiff (scanned epoch, SGD)", c,
+                          f"{ratio:.3f}×", f"≤ {BACKPROP_OVER_AUTODIFF}×",
+                          ratio <= BACKPROP_OVER_AUTODIFF))
+    for c, r in results.items():
+        t = {k: median(v) for k, v in r["times"].items()}
+        if c in SPEEDUP_VS_TORCH:
+            if TORCH_SGD in t:
+                s = t[TORCH_SGD] / t[PRIMARY]
+                out.append(Target("scanned epoch per step vs PyTorch eager (SGD)", c, f"{s:.2f}×",
+                                  f"≥ {SPEEDUP_VS_TORCH[c]}×", s >= SPEEDUP_VS_TORCH[c]))
+            else:
+                out.append(Target("scanned epoch per step vs PyTorch eager (SGD)", c,
+                                  "torch not installed", f"≥ {SPEEDUP_VS_TORCH[c]}×", None))
+        s = t[NUMPY] / t[PRIMARY]
+        out.append(Target("scanned epoch per step vs NumPy (SGD)", c, f"{s:.2f}×", "> 1×", s > 1))
+    for c, frac in PEAK_FRACTION.items():
+        if c in results:
+            r = results[c]
+            f = r["flops"] / median(r["times"][PRIMARY]) / 1e9 / peak
+            out.append(Target("fraction of measured matmul peak (scanned epoch)", c,
+                              f"{100 * f:.0f}%", f"≥ {100 * frac:.0f}%", f >= frac))
+    if COMPILE_CONFIG in results:
+        s = results[COMPILE_CONFIG]["compile"]["jaxbp backprop, sgd, loop"]
+        out.append(Target("first-call compile of the 3-layer MLP train step", COMPILE_CONFIG,
+                          f"{s:.2f} s", f"< {COMPILE_LIMIT_S} s", s < COMPILE_LIMIT_S))
+    out.append(Target("`fit` compiles nothing after its first epoch", "digits",
+                      "not measured" if fit_compiles is None else f"{fit_compiles} compiles",
+                      "0 compiles", None if fit_compiles is None else fit_compiles == 0))
+    return out
+
+
+def target_table(rows: list[Target]) -> str:
+    lines = ["| target | config | measured | required | verdict |", "|---|---|---:|---:|---|"]
+    lines += [f"| {r.what} | {r.config} | {r.measured} | {r.required} | {r.verdict} |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def markdown(*, facts, command, configs, skipped, agreements, results, peaks, peak_name,
+             repeats, min_time, targets) -> str:
+    from benchmarks.check import format_agreements
+
+    peak = peaks[peak_name]
+    met = sum(t.met is True for t in targets)
+    missed = sum(t.met is False for t in targets)
+    out = [
+        "# Benchmarks",
+        "",
+        "_This file is written by `python -m benchmarks.run`; edit `benchmarks/`, not this file._",
+        "",
+        f"Command: `{command}`",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in facts.items()],
+        "| accelerator | none: the timings are CPU only. No GPU was lent to the session that "
+        "produced this run, so there are no GPU figures. |",
+        "",
+        "The machine has 2 cores that other jobs may share: read the load averages above, and "
+        "the ± columns (half the interquartile range of the samples), before trusting a "
+        "difference of a few percent.",
+        "",
+        "## Configurations",
+        "",
+        "| name | network | steps per epoch |",
+        "|---|---|---:|",
+        *[f"| {c.name} | {c.description} | {c.steps} |" for c in configs],
+        *[f"| {name} | skipped: {why} | — |" for name, why in skipped.items()],
+        "",
+        "All timings in float32. SGD learning rate per config as in `benchmarks/configs.py`, "
+        "Adam 1e-3.",
+        "",
+        "## Method",
+        "",
+        "- Same initial parameters, same batches, same loss and optimizer in every "
+        "implementation; checked before timing (below).",
+        "- `scan`: one jitted call runs the whole epoch with `lax.scan`; `loop`: a Python loop "
+        "calls the jitted step once per batch. Both donate the parameter and optimizer-state "
+        "buffers. The step is compiled ahead of time (`jax.jit(...).lower(...).compile()`).",
+        "- `sgd` is the hand-written optimizer (`θ ← θ − α ∇θ J`); `optax.sgd`, `optax.adam` "
+        "are optax's. NumPy: hand-written backprop, SGD in place. PyTorch: eager, "
+        "`nn.Sequential`, `torch.optim.SGD` / `Adam`, default threads.",
+        f"- Each implementation is warmed up by one epoch, then timed in {repeats} samples of at "
+        f"least {min_time} s each (whole epochs), taken round-robin across implementations so "
+        "load from elsewhere hits all alike. Reported: median seconds per step over the samples.",
+        "- FLOPs are the matmul FLOPs of a step (forward + backward; the first layer's unused "
+        "`dx` not counted; elementwise work not counted).",
+        "",
+        "## Correctness: the same numbers everywhere",
+        "",
+        format_agreements(agreements),
+        "",
+        "## Step time (µs per training step, median ± half-IQR)",
+        "",
+        time_table(results),
+        "",
+        "## backprop / autodiff step-time ratio",
+        "",
+        ratio_table(results),
+        "",
+        "## Achieved GFLOP/s (and % of the measured matmul peak)",
+        "",
+        "Matmul peak, float32 2048×2048 @ 2048×2048, median of 7: " +
+        ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in peaks.items()) +
+        f". Peak used: **{peak:,.0f} GFLOP/s** ({peak_name}).",
+        "",
+        flops_table(results, peak),
+        "",
+        "## First-call compile time (s: trace + lower + XLA compile)",
+        "",
+        compile_table(results),
+        "",
+        f"## Targets: {met} met, {missed} missed",
+        "",
+        target_table(targets),
+        "",
+    ]
+    notes = _notes()
+    if notes:
+        out += [notes, ""]
+    return "\n".join(out)
+
+
+def _notes() -> str:
+    """The hand-written analysis (profiling, why a target is missed), kept beside the code."""
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "analysis.md")
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        return f.read().strip()

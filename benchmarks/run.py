@@ -1,0 +1,107 @@
+"""Runs every benchmark side by side, prints the tables and writes ``docs/benchmarks.md``.
+
+Usage::
+
+    python -m benchmarks.run                 # full run (a few minutes on 2 cores)
+    python -m benchmarks.run --quick         # correctness checks only, no timing, no file
+    python -m benchmarks.run --configs xor,digits --repeats 5
+
+Before timing anything, every implementation is checked to compute the same loss and gradients
+(and the same parameters after two optimizer steps); a mismatch stops the run.
+
+OpenBLAS: where ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` are set (they pin an old kernel on
+some processors, for safety elsewhere), a timing run re-executes itself with both removed, so
+NumPy runs the kernel OpenBLAS picks for this CPU; the report names the kernel.
+``--keep-openblas-env`` keeps them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+if __package__ in (None, ""):  # run as a file: python benchmarks/run.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+_OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    p.add_argument("--configs", default="xor,digits,mnist-shaped,large,digits-cnn",
+                   help="comma-separated configurations (default: all)")
+    p.add_argument("--repeats", type=int, default=7, help="timed samples per implementation")
+    p.add_argument("--min-time", type=float, default=0.25,
+                   help="seconds each sample lasts at least (epochs are repeated to reach it)")
+    p.add_argument("--quick", action="store_true",
+                   help="correctness checks only: no timing, nothing written")
+    p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
+    p.add_argument("--out", default=None,
+                   help="markdown report path (default docs/benchmarks.md; '-' for none)")
+    p.add_argument("--keep-openblas-env", action="store_true",
+                   help="do not remove OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for the NumPy timings")
+    return p.parse_args(argv)
+
+
+def _reexec_without_openblas_pins(args) -> None:
+    if args.quick or args.keep_openblas_env or os.environ.get("JAXBP_BENCH_REEXEC"):
+        return
+    if not any(v in os.environ for v in _OPENBLAS_VARS):
+        return
+    env = {k: v for k, v in os.environ.items() if k not in _OPENBLAS_VARS}
+    env["JAXBP_BENCH_REEXEC"] = " ".join(f"{v}={os.environ[v]}" for v in _OPENBLAS_VARS
+                                         if v in os.environ)
+    print(f"re-running without {', '.join(_OPENBLAS_VARS)} so NumPy uses its native kernel",
+          flush=True)
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if argv is None:
+        _reexec_without_openblas_pins(args)
+
+    from benchmarks import check, configs, torch_mlp
+
+    use_torch = not args.no_torch and torch_mlp.available()
+    chosen, skipped = [], {}
+    for name in [n.strip() for n in args.configs.split(",") if n.strip()]:
+        if name in configs.CONFIGS:
+            chosen.append(configs.CONFIGS[name])
+        elif name == "digits-cnn":
+            skipped[name] = "the CNN of the CNN/RNN issue (conv2d) does not exist in jaxbp yet"
+        else:
+            raise SystemExit(f"--configs: unknown configuration {name!r}; expected some of "
+                             f"{', '.join([*configs.CONFIGS, 'digits-cnn'])}.")
+    for name, why in skipped.items():
+        print(f"skipping {name}: {why}")
+
+    print("checking that every implementation computes the same numbers ...", flush=True)
+    agreements = [a for c in chosen for a in check.check_config(c, use_torch=use_torch)]
+    print(check.format_agreements(agreements))
+    bad = [a for a in agreements if not a.ok]
+    if bad:
+        print(f"{len(bad)} mismatch(es): timings would not compare like with like; stopping.")
+        return 1
+    print(f"all {len(agreements)} checks agree.")
+    if args.quick:
+        return 0
+
+    from benchmarks import measure
+
+    report = measure.measure(chosen, repeats=args.repeats, min_time=args.min_time,
+                             use_torch=use_torch, agreements=agreements, skipped=skipped,
+                             command=" ".join(["python -m benchmarks.run", *sys.argv[1:]]))
+    print(report)
+    out = "docs/benchmarks.md" if args.out is None else args.out
+    if out != "-":
+        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+        with open(out, "w") as f:
+            f.write(report)
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
