@@ -1,7 +1,9 @@
 """jaxbp: neural networks as pure JAX functions, with hand-derived backprop beside jax.grad."""
 
 from jaxbp._core import Layer, Loss, count_params, serial
-from jaxbp.gradients import autodiff, backprop, objective, penalty, penalty_grad
+from jaxbp.gradients import as_custom_vjp, autodiff, backprop, objective, penalty, penalty_grad
+from jaxbp.check import (GradientCheckError, GradientReport, assert_gradients_match,
+                         check_gradients, check_layer, check_loss)
 from jaxbp import data, optim
 from jaxbp.train import FitResult, TrainState, evaluate, fit, make_train_step
 from jaxbp.layers import (
@@ -43,6 +45,13 @@ __all__ = [
     "optim",
     "autodiff",
     "backprop",
+    "as_custom_vjp",
+    "assert_gradients_match",
+    "check_gradients",
+    "check_layer",
+    "check_loss",
+    "GradientCheckError",
+    "GradientReport",
     "binary_cross_entropy",
     "count_params",
     "dense",

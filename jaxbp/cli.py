@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jaxbp", description="Hand-derived backpropagation beside jax.grad.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    check = sub.add_parser("check", help="verify the hand-derived gradients of every built-in "
+                           "layer and loss (exit 1 on any failure)")
+    check.add_argument("--only", metavar="NAME", help="only cases whose name contains NAME")
+    check.add_argument("--draws", type=int, default=2, help="draws per batch size (default 2)")
+    check.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    check.set_defaults(func=lambda a: __import__("jaxbp.check", fromlist=["_"]).cli_main(a))
     train = sub.add_parser("train", help="train a network (default: XOR by hand-derived backprop)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.add_argument("--steps", type=int, default=2000, help="gradient steps (default 2000)")

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxbp._core import Array, Layer, Loss, Params
 
@@ -163,3 +164,97 @@ def autodiff(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
 
 
 GRADIENTS = {"backprop": backprop, "autodiff": autodiff}
+
+
+# --------------------------------------------------------------------------------------
+# The custom_vjp bridge: a layer whose jax.grad runs its hand-derived backward.
+
+
+def _check_backward_output(name: str, params, x, out):
+    """Validates ``backward``'s ``(dparams, dx)`` against ``(params, x)``, naming the leaf."""
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError(f"as_custom_vjp({name}): backward must return a pair (dparams, dx), got "
+                        f"{type(out).__name__}. Fix: return dparams, dx.")
+    dparams, dx = out
+    tu = jax.tree_util
+    want = {tu.keystr(p): leaf for p, leaf in tu.tree_leaves_with_path(params)}
+    got = {tu.keystr(p): leaf for p, leaf in tu.tree_leaves_with_path(dparams)}
+    if tu.tree_structure(dparams) != tu.tree_structure(params):
+        missing = [f"params{k}" for k in want if k not in got]
+        extra = [f"dparams{k}" for k in got if k not in want]
+        detail = "; ".join(s for s in (f"missing {', '.join(missing)}" if missing else "",
+                                       f"unexpected {', '.join(extra)}" if extra else "") if s)
+        raise ValueError(
+            f"as_custom_vjp({name}): backward returned dparams with structure "
+            f"{tu.tree_structure(dparams)}, but params have {tu.tree_structure(params)}"
+            f"{' (' + detail + ')' if detail else ''}. Fix: return dparams shaped like params, "
+            f"e.g. the same NamedTuple.")
+    for key, p in want.items():
+        if jnp.shape(got[key]) != jnp.shape(p):
+            flip = " (transposed?)" if jnp.shape(got[key]) == jnp.shape(p)[::-1] else ""
+            raise ValueError(
+                f"as_custom_vjp({name}): dparams{key} has shape {jnp.shape(got[key])}, but "
+                f"params{key} has shape {jnp.shape(p)}{flip}. Fix: the gradient of a leaf has "
+                f"that leaf's shape.")
+    int_x = not jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+    if not int_x and jnp.shape(dx) != jnp.shape(x):
+        raise ValueError(f"as_custom_vjp({name}): dx has shape {jnp.shape(dx)}, but x has shape "
+                         f"{jnp.shape(x)}. Fix: dx has the shape of the layer's input.")
+    dparams = jax.tree_util.tree_map(lambda g, p: jnp.asarray(g, jnp.result_type(p)),
+                                     dparams, params)
+    if int_x:  # integer inputs (token ids) take the symbolic zero cotangent
+        dx = np.zeros(jnp.shape(x), jax.dtypes.float0)
+    else:
+        dx = jnp.asarray(dx, jnp.result_type(x))
+    return dparams, dx
+
+
+def as_custom_vjp(layer: Layer) -> Callable[..., Array]:
+    """The layer's forward as a function whose ``jax.grad`` runs the hand-derived ``backward``.
+
+    ``apply(params, x, key=None) -> y`` is a ``jax.custom_vjp``: its forward runs
+    ``layer.forward`` and keeps the cache; its VJP is ``layer.backward(params, cache, dy)``. So a
+    manual derivation drops into any JAX code (``jax.grad``, ``jit``, ``vmap``, optax) in place of
+    autodiff. The backward's output is checked at trace time: wrong structure or shape raises an
+    error naming the leaf path (``params.w``).
+
+    Args:
+      layer: a :class:`Layer`.
+
+    Returns:
+      ``apply(params, x, key=None) -> y``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jaxbp as bp
+      >>> layer = bp.dense(2)
+      >>> params, _ = layer.init(jax.random.key(0), (3,))
+      >>> apply = bp.as_custom_vjp(layer)
+      >>> g = jax.grad(lambda p: jnp.sum(apply(p, jnp.ones((4, 3)))))(params)
+      >>> g.b.tolist()   # d(sum y)/db = batch size, by the hand-derived db = sum_batch dy
+      [4.0, 4.0]
+    """
+    if not isinstance(layer, Layer):
+        raise TypeError(f"as_custom_vjp: layer must be a jaxbp Layer, got {type(layer).__name__}. "
+                        f"Fix: call the factory, e.g. bp.relu() rather than bp.relu.")
+
+    @jax.custom_vjp
+    def apply(params, x, key):
+        return layer.forward(params, x, key=key)[0]
+
+    def fwd(params, x, key):
+        y, cache = layer.forward(params, x, key=key)
+        return y, (params, x, cache)
+
+    def bwd(res, dy):
+        params, x, cache = res
+        dparams, dx = _check_backward_output(layer.name, params, x,
+                                             layer.backward(params, cache, dy))
+        return dparams, dx, None
+
+    apply.defvjp(fwd, bwd)
+
+    def call(params, x, key=None):
+        return apply(params, x, key)
+
+    call.__doc__ = f"{layer.name} with its hand-derived backward as the VJP."
+    return call

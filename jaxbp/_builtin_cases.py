@@ -1,0 +1,100 @@
+"""The built-in layers and losses that ``jaxbp check`` verifies: one line each.
+
+A layer case is ``LayerCase(name, factory, input_shape, draw, training)``: ``draw(rng, shape)``
+makes an input batch (``shape`` includes the batch axis) — standard normal by default,
+``with_zeros`` to put inputs exactly on a kink, ``tokens(vocab)`` for integer inputs;
+``training=True`` runs the forward with a fixed key (dropout). A loss case is
+``LossCase(name, factory, pred_shape, draw_pred, draw_true)`` with
+``draw_true(rng, y_pred_shape)``. Add a layer by adding a line; ``jaxbp check`` and the tests
+pick it up.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+import jaxbp as bp
+
+Draw = Callable[[np.random.Generator, tuple], np.ndarray]
+
+
+def normal(rng: np.random.Generator, shape) -> np.ndarray:
+    """Standard normal values."""
+    return rng.standard_normal(shape)
+
+
+def with_zeros(rng: np.random.Generator, shape) -> np.ndarray:
+    """Standard normal with about a third of the values exactly 0 (on ReLU-type kinks)."""
+    x = rng.standard_normal(shape)
+    return np.where(rng.uniform(size=shape) < 1 / 3, 0.0, x)
+
+
+def tokens(vocab: int) -> Draw:
+    """Integer token ids in ``[0, vocab)``."""
+    return lambda rng, shape: rng.integers(0, vocab, shape).astype(np.int32)
+
+
+def probabilities(rng: np.random.Generator, shape) -> np.ndarray:
+    """Probabilities in ``[0.05, 0.95]``: off the clip that keeps ``log`` finite."""
+    return rng.uniform(0.05, 0.95, shape)
+
+
+def binary(rng: np.random.Generator, shape) -> np.ndarray:
+    """Targets in ``{0, 1}``."""
+    return rng.integers(0, 2, shape).astype(np.float64)
+
+
+def labels(rng: np.random.Generator, shape) -> np.ndarray:
+    """Integer class labels ``(batch,)`` for logits of shape ``(batch, classes)``."""
+    return rng.integers(0, shape[-1], shape[:1]).astype(np.int32)
+
+
+def one_hot(rng: np.random.Generator, shape) -> np.ndarray:
+    """One-hot targets of shape ``(batch, classes)``."""
+    return np.eye(shape[-1])[rng.integers(0, shape[-1], shape[0])]
+
+
+class LayerCase(NamedTuple):
+    name: str
+    make: Callable[[], bp.Layer]
+    input_shape: tuple
+    draw: Draw = normal
+    training: bool = False
+
+
+class LossCase(NamedTuple):
+    name: str
+    make: Callable[[], bp.Loss]
+    pred_shape: tuple
+    draw_pred: Draw = normal
+    draw_true: Draw = normal
+
+
+LAYER_CASES: list[LayerCase] = [
+    LayerCase("dense", lambda: bp.dense(4), (3,)),
+    LayerCase("dense_rank3", lambda: bp.dense(2), (2, 3)),
+    LayerCase("identity", bp.identity, (4,)),
+    LayerCase("sigmoid", bp.sigmoid, (4,)),
+    LayerCase("tanh", bp.tanh, (4,)),
+    LayerCase("relu", bp.relu, (5,), with_zeros),
+    LayerCase("leaky_relu", lambda: bp.leaky_relu(0.1), (5,), with_zeros),
+    LayerCase("elu", lambda: bp.elu(0.5), (5,), with_zeros),
+    LayerCase("softplus", bp.softplus, (4,)),
+    LayerCase("gelu_tanh", lambda: bp.gelu(approximate=True), (4,)),
+    LayerCase("gelu_erf", lambda: bp.gelu(approximate=False), (4,)),
+    LayerCase("softmax", bp.softmax, (4,)),
+    LayerCase("mlp", lambda: bp.serial(bp.dense(5), bp.relu(), bp.dense(3), bp.tanh()), (4,),
+              with_zeros),
+]
+
+LOSS_CASES: list[LossCase] = [
+    LossCase("mse", bp.mse, (3,)),
+    LossCase("binary_cross_entropy", bp.binary_cross_entropy, (3,), probabilities, binary),
+    LossCase("bce_soft_targets", bp.binary_cross_entropy, (3,), probabilities, probabilities),
+    LossCase("sigmoid_binary_cross_entropy", bp.sigmoid_binary_cross_entropy, (3,),
+             draw_true=binary),
+    LossCase("softmax_cross_entropy_labels", bp.softmax_cross_entropy, (4,), draw_true=labels),
+    LossCase("softmax_cross_entropy_one_hot", bp.softmax_cross_entropy, (4,), draw_true=one_hot),
+]

@@ -1,0 +1,46 @@
+"""`jaxbp check`: every built-in layer and loss, its table printed; exit 1 on any failure."""
+
+import jax.numpy as jnp
+
+import jaxbp as bp
+from jaxbp import _builtin_cases, cli
+
+
+def test_jaxbp_check_passes_every_builtin_over_several_draws(capsys):
+    # Several draws per batch size (1 and 3); relu-type layers draw inputs exactly at 0.
+    assert cli.main(["check", "--draws", "4", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    cases = _builtin_cases.LAYER_CASES + _builtin_cases.LOSS_CASES
+    for case in cases:
+        assert f"[{case.name}] gradient check of " in out, case.name
+    assert f"checked {len(cases)} built-in layers and losses: all ok" in out
+    assert "FAIL" not in out
+    assert "max rel err" in out and "kink" in out
+
+
+def test_jaxbp_check_exits_1_and_explains_a_failure(capsys, monkeypatch):
+    slipped = bp.sigmoid()._replace(backward=lambda p, y, dy: ((), dy))
+    monkeypatch.setattr(_builtin_cases, "LAYER_CASES",
+                        [_builtin_cases.LayerCase("slipped_sigmoid", lambda: slipped, (3,)),
+                         _builtin_cases.LayerCase("tanh", bp.tanh, (3,))])
+    monkeypatch.setattr(_builtin_cases, "LOSS_CASES", [])
+    assert cli.main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert "[slipped_sigmoid] gradient check of sigmoid: FAILED" in out
+    assert "missing activation derivative" in out
+    assert "[tanh] gradient check of tanh: ok" in out
+    assert "checked 2 built-in layers and losses: 1 FAILED: slipped_sigmoid" in out
+    assert cli.main(["check", "--only", "no-such-case"]) == 1
+    assert "no built-in case matches" in capsys.readouterr().out
+
+
+def test_builtin_case_draws():
+    import numpy as np
+    rng = np.random.default_rng(0)
+    x = _builtin_cases.with_zeros(rng, (200,))
+    assert 30 < np.sum(x == 0) < 110
+    ids = _builtin_cases.tokens(7)(rng, (3, 5))
+    assert ids.dtype == np.int32 and ids.min() >= 0 and ids.max() < 7
+    assert _builtin_cases.labels(rng, (6, 4)).shape == (6,)
+    assert np.all(_builtin_cases.one_hot(rng, (6, 4)).sum(1) == 1)
+    assert jnp.all(jnp.asarray(_builtin_cases.probabilities(rng, (50,))) > 0.04)
