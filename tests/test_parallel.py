@@ -1,0 +1,166 @@
+"""Data parallelism: 4 simulated CPU devices give the single-device parameters (float64).
+
+JAX fixes its device count when it starts, so the 4-device checks run in a subprocess started
+with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``: this file run as a script is
+that worker; it prints one JSON line of measurements that the tests below judge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxbp as bp
+from jaxbp.parallel import data_parallel, make_mesh, masked, pad_rows
+
+D_IN, D_OUT, STEPS, LEARNING_RATE = 5, 3, 6, 0.5
+
+
+def _problem(batch: int, seed: int = 0):
+    net = bp.serial(bp.dense(8), bp.tanh(), bp.dense(D_OUT))
+    params, _ = net.init(jax.random.key(seed), (D_IN,))
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.standard_normal((batch, D_IN)))
+    y = jnp.asarray(rng.integers(0, D_OUT, batch))
+    return net, params, x, y
+
+
+def _train(grad_fn, params, x, y):
+    """``STEPS`` of gradient descent ``θ ← θ − α ∇J(θ)`` in one jitted scan: (params, values)."""
+    def step(p, _):
+        value, grads = grad_fn(p, x, y)
+        return jax.tree_util.tree_map(lambda a, g: a - LEARNING_RATE * g, p, grads), value
+
+    return jax.jit(lambda p: jax.lax.scan(step, p, None, length=STEPS))(params)
+
+
+def _max_rel(a, b) -> float:
+    errs = [float(jnp.max(jnp.abs(u - v)) / jnp.maximum(jnp.max(jnp.abs(v)), 1e-300))
+            for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))]
+    return max(errs)
+
+
+def _worker() -> dict:
+    """Runs under 4 devices: data-parallel vs single-device, both gradient sources."""
+    out = {"devices": jax.device_count()}
+    loss = bp.softmax_cross_entropy()
+    for batch in (8, 10):  # 10 rows do not divide by 4: padded to 12 and masked
+        net, params, x, y = _problem(batch)
+        for source in (bp.backprop, bp.autodiff):
+            name = f"{source.__name__}_b{batch}"
+            single = source(net, loss, l2=0.01)
+            parallel = data_parallel(source, devices=4)(net, loss, l2=0.01)
+            (p1, v1), (p4, v4) = _train(single, params, x, y), _train(parallel, params, x, y)
+            out[f"params_{name}"] = _max_rel(p4, p1)
+            out[f"values_{name}"] = _max_rel(v4, v1)  # the objective at every step
+            out[f"moved_{name}"] = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
+                jax.tree_util.tree_leaves(p1), jax.tree_util.tree_leaves(params)))
+            out[f"replicated_{name}"] = tuple(jax.tree_util.tree_leaves(p4)[0].sharding.spec) == ()
+        hlo = jax.jit(parallel).lower(params, x, y).compile().as_text()
+        out[f"all_reduce_b{batch}"] = "all-reduce" in hlo
+    return out
+
+
+@pytest.fixture(scope="module")
+def four_devices():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
+    run = subprocess.run([sys.executable, __file__], capture_output=True, text=True, env=env,
+                         timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("source", ["backprop", "autodiff"])
+@pytest.mark.parametrize("batch", [8, 10])
+def test_data_parallel_equals_single_device(four_devices, source, batch):
+    r = four_devices
+    assert r["devices"] == 4
+    name = f"{source}_b{batch}"
+    assert r[f"moved_{name}"] > 1e-3, "training must move the parameters for the test to mean much"
+    assert r[f"values_{name}"] <= 1e-10
+    assert r[f"params_{name}"] <= 1e-10
+    assert r[f"replicated_{name}"], "parameters must come back replicated"
+
+
+@pytest.mark.parametrize("batch", [8, 10])
+def test_compiled_step_reduces_across_devices(four_devices, batch):
+    assert four_devices[f"all_reduce_b{batch}"], "no all-reduce: the batch was not split"
+
+
+# ---- in this process (one device): padding, masking and argument errors ----------------
+
+
+LOSSES = [
+    (bp.mse, lambda rng, n: rng.standard_normal((n, 3))),
+    (bp.binary_cross_entropy, lambda rng, n: rng.uniform(0.05, 0.95, (n, 3))),
+    (bp.sigmoid_binary_cross_entropy, lambda rng, n: rng.integers(0, 2, (n, 3)).astype(float)),
+    (bp.softmax_cross_entropy, lambda rng, n: rng.integers(0, 3, n)),
+]
+
+
+@pytest.mark.parametrize("make_loss, make_target", LOSSES, ids=[m.__name__ for m, _ in LOSSES])
+def test_masked_loss_ignores_padding_exactly(make_loss, make_target):
+    rng = np.random.default_rng(1)
+    loss = make_loss()
+    y_pred = jnp.asarray(rng.uniform(0.05, 0.95, (5, 3)))
+    y_true = jnp.asarray(make_target(rng, 5))
+
+    @jax.jit
+    def compare(y_pred, y_true):
+        (p_pad, t_pad), mask = pad_rows(4, y_pred, y_true)
+        m = masked(loss, mask)
+        # The masked gradient must also be the derivative of the masked value.
+        return (mask, m.value(p_pad, t_pad), loss.value(y_pred, y_true), m.grad(p_pad, t_pad),
+                loss.grad(y_pred, y_true), jax.grad(m.value)(p_pad, t_pad))
+
+    mask, value_pad, value, dpad, dreal, dauto = compare(y_pred, y_true)
+    assert mask.tolist() == [1] * 5 + [0] * 3
+    assert abs(float(value_pad - value)) <= 1e-14 * abs(float(value))
+    np.testing.assert_allclose(dpad[:5], dreal, rtol=1e-12, atol=0)
+    assert np.all(np.asarray(dpad[5:]) == 0.0)
+    np.testing.assert_allclose(dpad, dauto, rtol=1e-10, atol=1e-15)
+
+
+def test_pad_rows_is_a_no_op_when_divisible():
+    x = jnp.ones((8, 2))
+    (same,), mask = pad_rows(4, x)
+    assert same is x and float(jnp.sum(mask)) == 8
+
+
+def test_one_device_data_parallel_matches():
+    net, params, x, y = _problem(6)
+    loss = bp.softmax_cross_entropy()
+    _, want = jax.jit(bp.backprop(net, loss))(params, x, y)
+    _, got = data_parallel("backprop", devices=1)(net, loss)(params, x, y)
+    assert _max_rel(got, want) <= 1e-12
+
+
+def test_errors_name_the_argument():
+    n = jax.device_count()
+    with pytest.raises(ValueError, match=rf"devices={n + 1} but this process sees {n} device.*"
+                                         r"xla_force_host_platform_device_count"):
+        make_mesh(n + 1)
+    with pytest.raises(ValueError, match=r"devices=0 .*expected 1 <= devices"):
+        make_mesh(0)
+    with pytest.raises(TypeError, match=r"devices=2.5 must be None"):
+        make_mesh(2.5)
+    with pytest.raises(ValueError, match=r"gradient='manual' is not a gradient source.*autodiff"):
+        data_parallel("manual")
+    with pytest.raises(TypeError, match=r"loss must be a jaxbp Loss"):
+        data_parallel(bp.backprop, devices=1)(bp.serial(bp.dense(2)), bp.mse)
+    with pytest.raises(ValueError, match=r"pad_rows: arrays have different batch sizes \[3, 4\]"):
+        pad_rows(2, jnp.ones((3, 1)), jnp.ones((4, 1)))
+
+
+if __name__ == "__main__":
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    print(json.dumps(_worker()))
