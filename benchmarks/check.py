@@ -18,7 +18,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from benchmarks import jaxbp_mlp, numpy_mlp, torch_mlp
+from benchmarks import jaxbp_nets, numpy_cnn, numpy_mlp, torch_nets
 from benchmarks.configs import Config, make_data
 
 
@@ -32,6 +32,12 @@ class Agreement(NamedTuple):
     @property
     def ok(self) -> bool:
         return bool(np.isfinite(self.error) and self.error <= self.tolerance)
+
+
+def numpy_net(config: Config, params, xs=None, ys=None):
+    """The NumPy implementation of the config's network."""
+    cls = numpy_cnn.NumpyCNN if config.kind == "cnn" else numpy_mlp.NumpyMLP
+    return cls(config, params, xs, ys)
 
 
 def rel_err(a, b) -> float:
@@ -72,18 +78,18 @@ def check_config(config: Config, *, use_torch: bool = True, steps: int = 2) -> l
 
 def check_start(config: Config, dtype, *, use_torch: bool = True) -> list[Agreement]:
     """Loss and gradients on the first batch against jaxbp ``autodiff``."""
-    params, np_params = jaxbp_mlp.init_params(config, dtype)
+    params, np_params = jaxbp_nets.init_params(config, dtype)
     xs, ys = make_data(config, dtype, steps=1)
     x, y = xs[0], ys[0]
-    net, loss = jaxbp_mlp.build_net(config, dtype), jaxbp_mlp.LOSS[config.loss]()
-    both = jax.jit(lambda p, x, y: (jaxbp_mlp.GRADIENTS["autodiff"](net, loss)(p, x, y),
-                                    jaxbp_mlp.GRADIENTS["backprop"](net, loss)(p, x, y)))
+    net, loss = jaxbp_nets.build_net(config, dtype), jaxbp_nets.LOSS[config.loss]()
+    both = jax.jit(lambda p, x, y: (jaxbp_nets.GRADIENTS["autodiff"](net, loss)(p, x, y),
+                                    jaxbp_nets.GRADIENTS["backprop"](net, loss)(p, x, y)))
     (ref_loss, ref), (bp_loss, bp_grads) = both(params, x, y)  # one compile for both
-    candidates = {"jaxbp backprop": (bp_loss, jaxbp_mlp.dense_arrays(bp_grads)),
-                  "numpy": numpy_mlp.NumpyMLP(config, np_params).loss_and_grads(x, y)}
+    candidates = {"jaxbp backprop": (bp_loss, jaxbp_nets.param_arrays(bp_grads)),
+                  "numpy": numpy_net(config, np_params).loss_and_grads(x, y)}
     if use_torch:
-        candidates["torch"] = torch_mlp.TorchMLP(config, np_params).loss_and_grads(x, y)
-    ref = jaxbp_mlp.dense_arrays(ref)
+        candidates["torch"] = torch_nets.TorchNet(config, np_params).loss_and_grads(x, y)
+    ref = jaxbp_nets.param_arrays(ref)
     what = f"loss and grads at start ({np.dtype(dtype).name}) vs jaxbp autodiff"
     return [Agreement(config.name, what, impl, max(rel_err(v, ref_loss), worst(g, ref)),
                       tolerance(dtype)) for impl, (v, g) in candidates.items()]
@@ -92,18 +98,18 @@ def check_start(config: Config, dtype, *, use_torch: bool = True) -> list[Agreem
 def check_steps(config: Config, dtype, *, use_torch: bool = True,
                 steps: int = 2) -> list[Agreement]:
     """Parameters after ``steps`` updates of each optimizer, against jaxbp ``backprop``."""
-    params, np_params = jaxbp_mlp.init_params(config, dtype)
+    params, np_params = jaxbp_nets.init_params(config, dtype)
     xs, ys = make_data(config, dtype, steps=steps)
     finals = {}
-    for v in jaxbp_mlp.VARIANTS:
-        if v.gradient == "backprop" and (v.driver == "loop" or v.optimizer == "sgd"):
-            runner = jaxbp_mlp.Runner(config, v, params, xs, ys)
+    for v in jaxbp_nets.VARIANTS:
+        if v.gradient == "backprop" and (v.driver == "loop" or v.optimizer == "bp.optim.sgd"):
+            runner = jaxbp_nets.Runner(config, v, params, xs, ys)
             runner.run()
             finals[v.label] = runner.numpy_params()
-    others = {"numpy, sgd": numpy_mlp.NumpyMLP(config, np_params, xs, ys)}
+    others = {"numpy, sgd": numpy_net(config, np_params, xs, ys)}
     if use_torch:
         for opt in ("sgd", "adam"):
-            others[f"torch, {opt}"] = torch_mlp.TorchMLP(config, np_params, xs, ys, opt)
+            others[f"torch, {opt}"] = torch_nets.TorchNet(config, np_params, xs, ys, opt)
     for impl, runner in others.items():
         runner.run()
         finals[impl] = runner.numpy_params()

@@ -18,7 +18,7 @@ class Config(NamedTuple):
 
     Attributes:
       name: the row name in the report.
-      sizes: layer widths ``(d_in, hidden..., d_out)`` of an MLP.
+      sizes: layer widths ``(d_in, hidden..., d_out)`` of an MLP; for a CNN ``(pixels, classes)``.
       activation: hidden activation: ``"sigmoid"``, ``"tanh"`` or ``"relu"``.
       loss: ``"mse"`` (on a sigmoid output) or ``"softmax_cross_entropy"`` (on logits).
       batch: examples per step.
@@ -26,6 +26,7 @@ class Config(NamedTuple):
       data: ``"xor"``, ``"digits"`` (scikit-learn's 8x8 digits) or ``"random"``.
       learning_rate: for SGD; Adam uses ``adam_learning_rate``.
       adam_learning_rate: for Adam.
+      channels: for a CNN (``kind="cnn"``), the output channels of its two conv stages.
     """
 
     name: str
@@ -37,9 +38,18 @@ class Config(NamedTuple):
     data: str
     learning_rate: float = 0.05
     adam_learning_rate: float = 1e-3
+    channels: tuple[int, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return "cnn" if self.channels else "mlp"
 
     @property
     def description(self) -> str:
+        if self.kind == "cnn":
+            c1, c2 = self.channels
+            return (f"8x8x1 images: conv3x3({c1}) relu maxpool2, conv3x3({c2}) relu maxpool2, "
+                    f"flatten, dense(10); softmax CE, batch {self.batch}")
         loss = "MSE" if self.loss == "mse" else "softmax CE"
         head = " + sigmoid out" if self.loss == "mse" else ""
         return f"{'-'.join(map(str, self.sizes))} {self.activation}{head}, {loss}, batch {self.batch}"
@@ -53,6 +63,10 @@ CONFIGS: dict[str, Config] = {
                "random"),
         Config("large", (784, 1024, 1024, 10), "relu", "softmax_cross_entropy", 512, 8,
                "random", learning_rate=0.01),
+        # The CNN of examples/digits_cnn.py without its dropout (random masks cannot be made
+        # equal across frameworks, and the check below needs equal numbers).
+        Config("digits-cnn", (64, 10), "relu", "softmax_cross_entropy", 64, 28, "digits",
+               channels=(16, 32)),
     ]
 }
 
@@ -76,7 +90,8 @@ def make_data(config: Config, dtype=np.float32, seed: int = 0, steps: int | None
     else:
         x = rng.uniform(0.0, 1.0, (n, d_in))
         y = rng.integers(0, d_out, n)
-    x = x.astype(dtype).reshape(steps, config.batch, d_in)
+    example = (8, 8, 1) if config.kind == "cnn" else (d_in,)
+    x = x.astype(dtype).reshape(steps, config.batch, *example)
     if config.loss == "mse":
         return x, y.astype(dtype).reshape(steps, config.batch, d_out)
     return x, y.astype(np.int32).reshape(steps, config.batch)
@@ -108,8 +123,13 @@ def matmul_flops(config: Config) -> int:
 
     Per dense layer ``(d_in, d_out)`` and batch ``B``: forward ``x @ w`` is ``2 B d_in d_out``;
     backward ``dw = x^T dy`` another ``2 B d_in d_out`` and ``dx = dy @ w^T`` another, except for
-    the first layer, whose ``dx`` nobody needs.
+    the first layer, whose ``dx`` nobody needs. A 3x3 SAME convolution counts as the matmul of
+    its im2col form: ``2 B H W (9 c_in) c_out`` per pass.
     """
+    if config.kind == "cnn":
+        (c1, c2), b = config.channels, config.batch
+        conv1, conv2 = 2 * b * 8 * 8 * 9 * 1 * c1, 2 * b * 4 * 4 * 9 * c1 * c2
+        return 2 * conv1 + 3 * conv2 + 3 * 2 * b * (2 * 2 * c2) * config.sizes[-1]
     total = 0
     for i, (d_in, d_out) in enumerate(zip(config.sizes[:-1], config.sizes[1:])):
         total += (2 if i == 0 else 3) * 2 * config.batch * d_in * d_out

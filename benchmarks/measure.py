@@ -12,7 +12,7 @@ import jaxlib
 import numpy as np
 import optax
 
-from benchmarks import check, jaxbp_mlp, numpy_mlp, report, timing, torch_mlp
+from benchmarks import check, jaxbp_nets, report, timing, torch_nets
 from benchmarks.compiles import count_compiles
 from benchmarks.configs import CONFIGS, Config, make_data, matmul_flops
 
@@ -60,13 +60,13 @@ def machine_facts(use_torch: bool) -> dict[str, str]:
 
 def runners_for(config: Config, use_torch: bool) -> dict:
     """Every implementation of one config, built (and compiled) on the same data and params."""
-    params, np_params = jaxbp_mlp.init_params(config)
+    params, np_params = jaxbp_nets.init_params(config)
     xs, ys = make_data(config)
-    out = {v.label: jaxbp_mlp.Runner(config, v, params, xs, ys) for v in jaxbp_mlp.VARIANTS}
-    out[report.NUMPY] = numpy_mlp.NumpyMLP(config, np_params, xs, ys)
+    out = {v.label: jaxbp_nets.Runner(config, v, params, xs, ys) for v in jaxbp_nets.VARIANTS}
+    out[report.NUMPY] = check.numpy_net(config, np_params, xs, ys)
     if use_torch:
-        out[report.TORCH_SGD] = torch_mlp.TorchMLP(config, np_params, xs, ys, "sgd")
-        out[report.TORCH_ADAM] = torch_mlp.TorchMLP(config, np_params, xs, ys, "adam")
+        out[report.TORCH_SGD] = torch_nets.TorchNet(config, np_params, xs, ys, "sgd")
+        out[report.TORCH_ADAM] = torch_nets.TorchNet(config, np_params, xs, ys, "adam")
     return out
 
 
@@ -86,12 +86,12 @@ def fit_compiles() -> int | None:
     if not hasattr(bp, "fit"):
         return None
     config = CONFIGS["digits"]
-    params, _ = jaxbp_mlp.init_params(config)
+    params, _ = jaxbp_nets.init_params(config)
     xs, ys = make_data(config)
     after_epoch = []
     with count_compiles() as seen:
-        bp.fit(jaxbp_mlp.build_net(config), jaxbp_mlp.LOSS[config.loss](),
-               jaxbp_mlp.sgd(config.learning_rate), params, xs.reshape(-1, xs.shape[-1]),
+        bp.fit(jaxbp_nets.build_net(config), jaxbp_nets.LOSS[config.loss](),
+               bp.optim.sgd(config.learning_rate), params, xs.reshape(-1, xs.shape[-1]),
                ys.reshape(-1), key=0, epochs=3, batch_size=config.batch, progress=False,
                callback=lambda state, record: after_epoch.append(len(seen)))
     return len(seen) - after_epoch[0]
@@ -103,13 +103,16 @@ def measure(configs: list[Config], *, repeats: int, min_time: float, use_torch: 
     t_start = time.perf_counter()
     print("measuring the float32 matmul peak ...", flush=True)
     peaks = timing.matmul_peak(use_torch=use_torch)
-    peak_name = max(peaks, key=peaks.get)
     results = {}
     for config in configs:
         print(f"timing {config.name} ...", flush=True)
         results[config.name] = measure_config(config, repeats=repeats, min_time=min_time,
                                               use_torch=use_torch)
         print(report.time_table({config.name: results[config.name]}), flush=True)
+    print("measuring the matmul peak again ...", flush=True)
+    for name, gflops in timing.matmul_peak(use_torch=use_torch).items():
+        peaks[name] = max(peaks[name], gflops)
+    peak_name = max(peaks, key=peaks.get)
     n_fit = fit_compiles()
     with open("/proc/loadavg") as f:
         facts["load average (1, 5, 15 min) at end"] = " ".join(f.read().split()[:3])

@@ -25,6 +25,20 @@ _ACT = {
 }
 
 
+def softmax_cross_entropy(z, y):
+    """Mean cross-entropy of logits ``z: (batch, k)`` and labels ``y: (batch,)``, and
+    ``dL/dz = (softmax(z) - onehot(y)) / batch``."""
+    shifted = z - z.max(axis=1, keepdims=True)  # exp cannot overflow
+    e = np.exp(shifted)
+    total = e.sum(axis=1, keepdims=True)
+    rows = np.arange(len(y))
+    loss = np.mean(np.log(total[:, 0]) - shifted[rows, y])
+    dz = e / total
+    dz[rows, y] -= 1.0
+    dz /= len(y)
+    return loss, dz
+
+
 class NumpyMLP:
     """The config's network on NumPy arrays ``[(w, b), ...]`` (copied, so the caller's stay)."""
 
@@ -51,14 +65,7 @@ class NumpyMLP:
             loss = np.mean((out - y) ** 2)
             dz = (2.0 / out.size) * (out - y) * out * (1.0 - out)
         else:
-            shifted = z - z.max(axis=1, keepdims=True)
-            e = np.exp(shifted)
-            total = e.sum(axis=1, keepdims=True)
-            rows = np.arange(len(y))
-            loss = np.mean(np.log(total[:, 0]) - shifted[rows, y])
-            dz = e / total
-            dz[rows, y] -= 1.0
-            dz /= len(y)
+            loss, dz = softmax_cross_entropy(z, y)
         grads = [None] * n_layers
         for i in reversed(range(n_layers)):
             w, _ = self.params[i]

@@ -62,18 +62,19 @@ def main(argv=None) -> int:
     if argv is None:
         _reexec_without_openblas_pins(args)
 
-    from benchmarks import check, configs, torch_mlp
+    from benchmarks import check, configs, jaxbp_nets, torch_nets
 
-    use_torch = not args.no_torch and torch_mlp.available()
+    use_torch = not args.no_torch and torch_nets.available()
     chosen, skipped = [], {}
     for name in [n.strip() for n in args.configs.split(",") if n.strip()]:
-        if name in configs.CONFIGS:
-            chosen.append(configs.CONFIGS[name])
-        elif name == "digits-cnn":
-            skipped[name] = "the CNN of the CNN/RNN issue (conv2d) does not exist in jaxbp yet"
-        else:
+        if name not in configs.CONFIGS:
             raise SystemExit(f"--configs: unknown configuration {name!r}; expected some of "
-                             f"{', '.join([*configs.CONFIGS, 'digits-cnn'])}.")
+                             f"{', '.join(configs.CONFIGS)}.")
+        config = configs.CONFIGS[name]
+        if config.kind == "cnn" and not jaxbp_nets.has_conv():
+            skipped[name] = "the CNN of the CNN/RNN issue needs bp.conv2d, not in jaxbp yet"
+        else:
+            chosen.append(config)
     for name, why in skipped.items():
         print(f"skipping {name}: {why}")
 

@@ -10,17 +10,20 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/ is no package
-from benchmarks import check, numpy_mlp, report, run, torch_mlp
+from benchmarks import check, jaxbp_nets, numpy_mlp, report, run, torch_nets
 from benchmarks.configs import CONFIGS, make_data, matmul_flops
 
 
+QUICK = ["xor", "digits"]  # sigmoid + MSE, tanh + softmax CE; the others differ in sizes
+
+
 def test_quick_mode_checks_every_implementation_agrees(capsys):
-    assert run.main(["--quick", "--configs", "xor,digits"]) == 0
+    assert run.main(["--quick", "--configs", ",".join(QUICK)]) == 0
     out = capsys.readouterr().out
-    impls = ["jaxbp backprop", "numpy", "jaxbp backprop, sgd, scan", "numpy, sgd"]
-    if torch_mlp.available():
+    impls = ["jaxbp backprop", "numpy", "jaxbp backprop, bp.optim.sgd, scan", "numpy, sgd"]
+    if torch_nets.available():
         impls += ["torch", "torch, sgd", "torch, adam"]
-    for config in ("xor", "digits"):
+    for config in QUICK:
         for impl in impls:
             assert f"| {config} | " in out and f"| {impl} |" in out, (config, impl, out)
     assert "MISMATCH" not in out
@@ -36,6 +39,17 @@ def test_check_catches_a_wrong_numpy_derivative(monkeypatch):
     by_impl = {r.impl: r for r in rows}
     assert by_impl["jaxbp backprop"].ok
     assert not by_impl["numpy"].ok and by_impl["numpy"].error > 1e-3
+
+
+@pytest.mark.skipif(not jaxbp_nets.has_conv(), reason="jaxbp has no conv2d yet")
+def test_numpy_and_torch_cnns_match_jaxbp_in_float64():
+    import jax
+
+    with jax.enable_x64(True):
+        rows = check.check_start(CONFIGS["digits-cnn"], np.float64,
+                                 use_torch=torch_nets.available())
+    assert {r.impl for r in rows} >= {"jaxbp backprop", "numpy"}
+    assert all(r.ok for r in rows), check.format_agreements(rows)
 
 
 def test_quick_mode_fails_on_a_mismatch(monkeypatch, capsys):

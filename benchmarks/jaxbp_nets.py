@@ -3,14 +3,15 @@
 Each variant is one gradient source (``backprop``: hand-derived; ``autodiff``: ``jax.grad``) times
 one optimizer (hand-written SGD, ``optax.sgd``, ``optax.adam``) times one driver:
 
-- ``loop``: a Python loop calling the jitted train step once per batch;
-- ``scan``: one jitted call running the whole epoch with ``lax.scan``.
+- ``loop``: a Python loop calling the jitted train step (``bp.make_train_step``) once per batch;
+- ``scan``: one jitted call running that step over the whole epoch with ``lax.scan``.
 
 Both donate the parameter and optimizer-state buffers, so XLA updates them in place.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Callable, NamedTuple
 
@@ -27,8 +28,18 @@ LOSS = {"mse": bp.mse, "softmax_cross_entropy": bp.softmax_cross_entropy}
 GRADIENTS = {"backprop": bp.backprop, "autodiff": bp.autodiff}
 
 
+def has_conv() -> bool:
+    return all(hasattr(bp, f) for f in ("conv2d", "max_pool", "flatten"))
+
+
 def build_net(config: Config, dtype=jnp.float32) -> bp.Layer:
-    """The config's MLP as a jaxbp ``serial``; He init before ReLU, Glorot otherwise."""
+    """The config's network as a jaxbp ``serial``; He init before ReLU, Glorot otherwise."""
+    if config.kind == "cnn":
+        c1, c2 = config.channels
+        return bp.serial(
+            bp.conv2d(c1, 3, dtype=dtype), bp.relu(), bp.max_pool(2),
+            bp.conv2d(c2, 3, dtype=dtype), bp.relu(), bp.max_pool(2),
+            bp.flatten(), bp.dense(config.sizes[-1], dtype=dtype))
     w_init = "he_normal" if config.activation == "relu" else "glorot_uniform"
     layers = []
     for i, width in enumerate(config.sizes[1:]):
@@ -40,51 +51,43 @@ def build_net(config: Config, dtype=jnp.float32) -> bp.Layer:
     return bp.serial(*layers)
 
 
+@functools.lru_cache(maxsize=16)
 def init_params(config: Config, dtype=jnp.float32, seed: int = 0):
-    """jaxbp params for the config's network and their NumPy copy ``[(w, b), ...]``."""
-    net = build_net(config, dtype)
-    params, _ = net.init(jax.random.key(seed), config.sizes[:1])
-    return params, dense_arrays(params)
+    """jaxbp params for the config's network and their NumPy copy ``[(w, b), ...]``.
 
-
-def dense_arrays(params) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The ``(w, b)`` of every dense layer as NumPy arrays, in order (activations have none)."""
-    return [(np.asarray(p.w), np.asarray(p.b)) for p in params if isinstance(p, bp.DenseParams)]
-
-
-def sgd(learning_rate: float) -> optax.GradientTransformation:
-    """Hand-written SGD, ``θ ← θ − α ∇θ J``, as an optax transformation.
-
-    Stands in for ``bp.optim.sgd`` until that module exists; the harness prefers the library's.
+    Cached (the checks and the timing run start from the same parameters); every user copies
+    them before training.
     """
-    optim = getattr(bp, "optim", None)
-    if optim is not None and hasattr(optim, "sgd"):
-        return optim.sgd(learning_rate)
+    net = build_net(config, np.dtype(dtype))
+    example = (8, 8, 1) if config.kind == "cnn" else config.sizes[:1]
+    params, _ = net.init(jax.random.key(seed), example)
+    return params, param_arrays(params)
 
-    def init(params):
-        return optax.EmptyState()
 
-    def update(grads, state, params=None):
-        return jax.tree_util.tree_map(lambda g: -learning_rate * g, grads), state
-
-    return optax.GradientTransformation(init, update)
+def param_arrays(params) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``(w, b)`` of every dense or conv layer as NumPy arrays, in order, in jaxbp's layout
+    (dense ``w: (d_in, d_out)``, conv ``w: (kh, kw, c_in, c_out)``); parameter-free layers skipped."""
+    return [(np.asarray(p.w), np.asarray(p.b)) for p in params if hasattr(p, "w")]
 
 
 def optimizers(config: Config) -> dict[str, optax.GradientTransformation]:
+    """The hand-written SGD of ``jaxbp.optim`` and optax's SGD and Adam."""
     return {
-        "sgd": sgd(config.learning_rate),
+        "bp.optim.sgd": bp.optim.sgd(config.learning_rate),
         "optax.sgd": optax.sgd(config.learning_rate),
         "optax.adam": optax.adam(config.adam_learning_rate),
     }
 
 
-def make_step(grad_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
-    """``step(params, opt_state, x, y) -> (params, opt_state, loss)``, not yet jitted."""
+def make_step(net: bp.Layer, loss: bp.Loss, gradient: str,
+              optimizer: optax.GradientTransformation) -> Callable:
+    """``step(params, opt_state, x, y) -> (params, opt_state, loss)``: the library's jitted
+    ``bp.make_train_step`` (buffers donated), unwrapped to return the loss alone."""
+    train_step = bp.make_train_step(net, loss, optimizer, grad=GRADIENTS[gradient], donate=True)
 
     def step(params, opt_state, x, y):
-        loss, grads = grad_fn(params, x, y)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        params, opt_state, metrics = train_step(params, opt_state, x, y)
+        return params, opt_state, metrics["loss"]
 
     return step
 
@@ -105,7 +108,7 @@ def make_epoch(step: Callable) -> Callable:
 
 class Variant(NamedTuple):
     gradient: str   # "backprop" | "autodiff"
-    optimizer: str  # "sgd" | "optax.sgd" | "optax.adam"
+    optimizer: str  # "bp.optim.sgd" | "optax.sgd" | "optax.adam"
     driver: str     # "loop" | "scan"
 
     @property
@@ -113,7 +116,8 @@ class Variant(NamedTuple):
         return f"jaxbp {self.gradient}, {self.optimizer}, {self.driver}"
 
 
-VARIANTS = [Variant(g, o, d) for d in ("scan", "loop") for o in ("sgd", "optax.sgd", "optax.adam")
+VARIANTS = [Variant(g, o, d) for d in ("scan", "loop")
+            for o in ("bp.optim.sgd", "optax.sgd", "optax.adam")
             for g in ("backprop", "autodiff")]
 
 
@@ -128,7 +132,7 @@ class Runner:
     def __init__(self, config: Config, variant: Variant, params, xs, ys):
         net = build_net(config, jax.tree_util.tree_leaves(params)[0].dtype)
         optimizer = optimizers(config)[variant.optimizer]
-        step = make_step(GRADIENTS[variant.gradient](net, LOSS[config.loss]()), optimizer)
+        step = make_step(net, LOSS[config.loss](), variant.gradient, optimizer)
         self.variant, self.steps = variant, len(xs)
         # Copies: donation consumes the buffers handed in, and every runner needs its own.
         self.params = jax.tree_util.tree_map(jnp.array, params)
@@ -152,4 +156,4 @@ class Runner:
         jax.block_until_ready((p, loss))
 
     def numpy_params(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        return dense_arrays(self.params)
+        return param_arrays(self.params)
