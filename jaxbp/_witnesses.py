@@ -42,17 +42,18 @@ _QUICK_BELOW = 4096
 
 
 class Oracle(NamedTuple):
-    first: Callable
+    whole: Callable
+    head: Callable
     chunk: Callable
-    first_small: Callable
+    chunk_quick: Callable
 
 
 def oracle(fn: Callable, extra: Callable) -> Oracle:
     """Jitted witnesses of ``fn(primal, aux) -> scalar``.
 
-    ``first`` returns ``extra(primal, aux)`` (the manual witness), ``fn``, ``grad fn`` and the
-    first chunk of finite differences in one compiled call — one compile per shape is what a
-    small check costs; ``chunk`` does the further chunks of a large one.
+    ``head`` returns ``extra(primal, aux)`` (the manual witness), ``fn`` and ``grad fn``;
+    ``chunk`` a chunk of finite differences; ``whole`` both at once, for a check that fits one
+    chunk — one compile per shape is what a small check costs.
     """
 
     def chunk(primal, aux, idx, up, down):
@@ -63,12 +64,16 @@ def oracle(fn: Callable, extra: Callable) -> Oracle:
 
         return jax.vmap(one)(idx, up, down)
 
-    def first(primal, aux, idx, up, down):
+    def head(primal, aux):
         value, grad = jax.value_and_grad(fn)(primal, aux)
-        return extra(primal, aux), value, grad, chunk(primal, aux, idx, up, down)
+        return extra(primal, aux), value, grad
 
-    return Oracle(jax.jit(first), jax.jit(chunk),
-                   jax.jit(first, compiler_options=_QUICK_COMPILE))
+    def whole(primal, aux, idx, up, down):
+        return head(primal, aux), chunk(primal, aux, idx, up, down)
+
+    quick = dict(compiler_options=_QUICK_COMPILE)
+    return Oracle(jax.jit(whole, **quick), jax.jit(head, **quick), jax.jit(chunk),
+                  jax.jit(chunk, **quick))
 
 
 def witnesses(oracle: Oracle, primal, aux, *, step: float, magnitude: Callable = lambda e: 0.0):
@@ -86,17 +91,19 @@ def witnesses(oracle: Oracle, primal, aux, *, step: float, magnitude: Callable =
     while size < min(n, _MAX_CHUNK, max(1, _MAX_CHUNK_FLOATS // max(n, 1))):
         size *= 2
     plus, minus = np.empty(n), np.empty(n)
-    manual = auto = f0 = None
-    for start in range(0, max(n, 1), size):
-        idx = np.minimum(np.arange(start, start + size), max(n - 1, 0))
-        if start == 0:
-            run = oracle.first_small if n < _QUICK_BELOW else oracle.first
-            manual, f0, auto, (fp, fm) = run(primal, aux, idx, up[idx], down[idx])
-        else:
-            fp, fm = oracle.chunk(primal, aux, idx, up[idx], down[idx])
-        stop = min(start + size, n)
-        plus[start:stop] = np.asarray(fp)[: stop - start]
-        minus[start:stop] = np.asarray(fm)[: stop - start]
+    if n <= size:  # one chunk: a single compiled call does everything
+        idx = np.minimum(np.arange(size), max(n - 1, 0))
+        (manual, f0, auto), (fp, fm) = oracle.whole(primal, aux, idx, up[idx], down[idx])
+        plus[:], minus[:] = np.asarray(fp)[:n], np.asarray(fm)[:n]
+    else:
+        manual, f0, auto = oracle.head(primal, aux)
+        run = oracle.chunk_quick if n < _QUICK_BELOW else oracle.chunk
+        for start in range(0, n, size):
+            idx = np.minimum(np.arange(start, start + size), n - 1)
+            fp, fm = run(primal, aux, idx, up[idx], down[idx])
+            stop = min(start + size, n)
+            plus[start:stop] = np.asarray(fp)[: stop - start]
+            minus[start:stop] = np.asarray(fm)[: stop - start]
     f0 = float(f0)
     eps = np.finfo(np.float64).eps
     noise = 32 * eps * max(float(magnitude(manual)), abs(f0)) / np.minimum(up, down)

@@ -114,6 +114,32 @@ def test_max_ties_manual_and_autodiff_choose_different_subgradients():
     assert report.ok and row.verdict == _report.KINK and row.max_rel_err > 0.1 and row.kinks == 4
 
 
+def pair_max():
+    """``y_j = max(x_j, x_{j+1})``: overlapping windows. Ties go to the right-hand element;
+    autodiff (``jnp.maximum``) splits them."""
+    def forward(params, x, *, key=None):
+        return jnp.maximum(x[:, :-1], x[:, 1:]), x
+
+    def backward(params, x, dy):
+        right = (x[:, 1:] >= x[:, :-1]).astype(x.dtype) * dy
+        left = dy - right
+        pad = jnp.zeros_like(x[:, :1])
+        return (), jnp.concatenate([left, pad], 1) + jnp.concatenate([pad, right], 1)
+    return _layer("pair_max", forward, backward, lambda s: (s[0] - 1,))
+
+
+def test_several_kinks_meeting_at_one_point_are_not_failures():
+    # x_1 is the tied maximum of two windows: one-sided differences see only the sum of both.
+    ties = jnp.asarray([[1.0, 1.0, 1.0, -2.0]])
+    report = bp.check_layer(pair_max(), inputs=[ties] * 6)
+    row = report.row("x")
+    assert report.ok and row.kinks >= 2 and "kink" in row.verdict, report
+    assert row.status == "warn" and row.verdict == _report.KINK_OUTSIDE, report
+    wrong = pair_max()._replace(backward=lambda p, x, dy: ((), jnp.concatenate(
+        [dy, jnp.zeros_like(x[:, :1])], 1)))
+    assert not bp.check_layer(wrong, (4,), batch_sizes=(2,), draws=1).ok  # off the kinks
+
+
 def test_l1_penalty_with_weights_exactly_zero():
     params, x, y = _mlp_data(jnp.float64)
     w0 = params[0].w.at[0, :].set(0.0)

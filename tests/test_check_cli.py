@@ -44,3 +44,21 @@ def test_builtin_case_draws():
     assert _builtin_cases.labels(rng, (6, 4)).shape == (6,)
     assert np.all(_builtin_cases.one_hot(rng, (6, 4)).sum(1) == 1)
     assert jnp.all(jnp.asarray(_builtin_cases.probabilities(rng, (50,))) > 0.04)
+
+
+def test_verify_my_layer_example_catches_explains_and_fixes():
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "verify_my_layer.py"
+    spec = importlib.util.spec_from_file_location("verify_my_layer", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    lines = []
+    buggy, in_net, fixed = example.main(out=lines.append)
+    assert [r.path for r in buggy.failures] == ["gamma"]
+    assert "mean instead of sum over the batch" in buggy.row("gamma").hint
+    assert in_net.location == "layer 2 (scale_shift): dgamma wrong"
+    assert fixed.ok
+    text = "\n".join(lines)
+    assert "located: layer 2 (scale_shift): dgamma wrong" in text
+    assert "dgamma = [" in text
