@@ -126,7 +126,7 @@ class Runner:
 
     The step (``loop``) or epoch (``scan``) function is compiled ahead of time in the
     constructor; ``compile_s`` is that trace + lower + XLA compile time, i.e. what the first call
-    of the jitted function adds to a normal one.
+    of the jitted function adds to a normal one; ``xla_compile_s`` the XLA part of it.
     """
 
     def __init__(self, config: Config, variant: Variant, params, xs, ys):
@@ -142,9 +142,12 @@ class Runner:
         else:
             fn, self._data = step, [(jnp.asarray(x), jnp.asarray(y)) for x, y in zip(xs, ys)]
         t0 = time.perf_counter()
-        self._fn = jax.jit(fn, donate_argnums=(0, 1)).lower(
-            self.params, self.opt_state, *self._data[0]).compile()
+        lowered = jax.jit(fn, donate_argnums=(0, 1)).lower(
+            self.params, self.opt_state, *self._data[0])
+        t1 = time.perf_counter()
+        self._fn = lowered.compile()
         self.compile_s = time.perf_counter() - t0
+        self.xla_compile_s = time.perf_counter() - t1  # the part spent in XLA, after tracing
         self.loss = None
 
     def run(self) -> None:
@@ -154,6 +157,10 @@ class Runner:
             p, s, loss = self._fn(p, s, x, y)
         self.params, self.opt_state, self.loss = p, s, loss
         jax.block_until_ready((p, loss))
+
+    def hlo_text(self) -> str:
+        """The optimised HLO of the compiled step or epoch."""
+        return self._fn.as_text()
 
     def numpy_params(self) -> list[tuple[np.ndarray, np.ndarray]]:
         return param_arrays(self.params)

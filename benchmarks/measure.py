@@ -12,15 +12,13 @@ import jaxlib
 import numpy as np
 import optax
 
-from benchmarks import check, jaxbp_nets, report, timing, torch_nets
+from benchmarks import check, hlo, jaxbp_nets, report, timing, torch_nets
 from benchmarks.compiles import count_compiles
 from benchmarks.configs import CONFIGS, Config, make_data, matmul_flops
 
 
 def machine_facts(use_torch: bool) -> dict[str, str]:
     """What the numbers depend on: CPU, versions, thread settings, load."""
-    import threadpoolctl
-
     cpu = platform.processor() or "?"
     try:
         with open("/proc/cpuinfo") as f:
@@ -37,10 +35,7 @@ def machine_facts(use_torch: bool) -> dict[str, str]:
         "optax": optax.__version__,
         "numpy": np.__version__,
     }
-    blas = [f"{i.get('internal_api')} {i.get('version')} kernel={i.get('architecture')} "
-            f"threads={i.get('num_threads')}" for i in threadpoolctl.threadpool_info()
-            if i.get("user_api") == "blas"]
-    facts["NumPy BLAS"] = "; ".join(blas) or "?"
+    facts["NumPy BLAS"] = _blas()
     if use_torch:
         import torch
 
@@ -58,6 +53,18 @@ def machine_facts(use_torch: bool) -> dict[str, str]:
     return facts
 
 
+def _blas() -> str:
+    """The BLAS libraries loaded, with the kernel each picked for this CPU (threadpoolctl)."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return "unknown (pip install threadpoolctl to see the kernel)"
+    blas = [f"{i.get('internal_api')} {i.get('version')} kernel={i.get('architecture')} "
+            f"threads={i.get('num_threads')} ({os.path.basename(i.get('filepath', ''))})"
+            for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
+    return "; ".join(blas) or "unknown"
+
+
 def runners_for(config: Config, use_torch: bool) -> dict:
     """Every implementation of one config, built (and compiled) on the same data and params."""
     params, np_params = jaxbp_nets.init_params(config)
@@ -73,10 +80,13 @@ def runners_for(config: Config, use_torch: bool) -> dict:
 def measure_config(config: Config, *, repeats: int, min_time: float, use_torch: bool) -> dict:
     runners = runners_for(config, use_torch)
     times = timing.time_interleaved(runners, repeats=repeats, min_time=min_time)
-    compiles = {k: r.compile_s for k, r in runners.items() if hasattr(r, "compile_s")}
+    compiles = {k: (r.compile_s, r.xla_compile_s) for k, r in runners.items()
+                if hasattr(r, "compile_s")}
     losses = {k: float(np.asarray(r.loss).reshape(-1)[-1]) for k, r in runners.items()}
+    ops = {k: hlo.op_counts(r.hlo_text()) for k, r in runners.items()
+           if hasattr(r, "hlo_text") and "bp.optim.sgd" in k}
     return {"times": times, "compile": compiles, "flops": matmul_flops(config),
-            "steps": config.steps, "losses": losses}
+            "steps": config.steps, "losses": losses, "hlo": ops}
 
 
 def fit_compiles() -> int | None:
