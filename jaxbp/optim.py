@@ -105,7 +105,9 @@ def exponential_decay(init_value: float, decay_rate: float, transition_steps: in
     """Smooth decay: ``alpha(t) = init_value * decay_rate ** (t / transition_steps)``.
 
     The rate is multiplied by ``decay_rate`` every ``transition_steps`` updates, continuously in
-    between. (Equals ``optax.exponential_decay(init_value, transition_steps, decay_rate)``.)
+    between. ``optax.exponential_decay(init_value, transition_steps, decay_rate)`` is the same
+    function, computed with a float32 exponent; this one uses the default float (float64 under
+    ``jax_enable_x64``).
     """
     init_value = _check_number("exponential_decay", "init_value", init_value, low=0.0,
                                low_open=True, example="exponential_decay(0.1, 0.5, 1000)")

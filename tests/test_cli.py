@@ -12,3 +12,78 @@ def test_jaxbp_train_learns_xor():
     assert "correct: 4/4" in out, out
     loss = float(re.search(r"^train_loss: ([0-9.e-]+)$", out, re.M).group(1))
     assert loss < 0.01, out
+
+
+# --------------------------------------------------------------------------------------
+# jaxbp train with arguments, run in-process (strict JAX: float64, no rank promotion).
+
+import os  # noqa: E402
+
+import pytest  # noqa: E402
+
+import jaxbp as bp  # noqa: E402
+from jaxbp.cli import main  # noqa: E402
+
+
+def _metrics(out: str) -> dict:
+    return {m.group(1): float(m.group(2))
+            for m in re.finditer(r"^(\w+_(?:loss|accuracy)): ([0-9.e+-]+)$", out, re.M)}
+
+
+def test_train_spirals_fits_and_writes_metrics_and_an_atomic_plot(tmp_path, capsys):
+    path = tmp_path / "curves.png"
+    assert main(["train", "spirals", "--no-progress", "--plot", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"gradient check: .* -> OK", out), out
+    metrics = _metrics(out)
+    assert set(metrics) == {f"{s}_{m}" for s in ("train", "val", "test")
+                            for m in ("loss", "accuracy")}, out
+    assert metrics["train_accuracy"] >= 0.99, out  # the default spirals network fits them
+    # The metrics are the last lines, one per line.
+    assert out.strip().splitlines()[-1].startswith("test_accuracy: ")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(tmp_path) == ["curves.png"], "a temporary file was left behind"
+
+
+def test_train_with_optax_autodiff_penalties_and_patience(capsys):
+    assert main(["train", "spirals", "--optax", "adamw", "--grad", "autodiff", "--lr", "0.01",
+                 "--epochs", "3", "--hidden", "8,8", "--activation", "relu", "--l1", "1e-4",
+                 "--l2", "1e-3", "--patience", "2", "--batch-size", "64",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "optax.adamw(learning_rate=0.01)" in out and "jax.grad (autodiff)" in out, out
+    assert "dense(8), relu, dense(8), relu, dense(2)" in out, out
+    assert "early stopping: kept the parameters of epoch" in out, out
+    assert 0.0 <= _metrics(out)["test_accuracy"] <= 1.0
+
+
+@pytest.mark.skipif(not hasattr(bp, "dropout"), reason="dropout layer not in this tree")
+def test_train_with_dropout(capsys):
+    assert main(["train", "moons", "--dropout", "0.2", "--epochs", "2", "--hidden", "8",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "dropout(0.2)" in out and re.search(r"gradient check: .* -> OK", out), out
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--hidden", "a,b"], r"argument --hidden: 'a,b' is not a list of positive layer widths"),
+    (["--lr", "-1"], r"argument --lr: '-1' is not a positive learning rate"),
+    (["--optimizer", "adam", "--optax", "adam"], r"not allowed with argument"),
+    (["--epochs", "0"], r"argument --epochs: '0' is not a positive integer"),
+])
+def test_bad_flags_are_rejected_by_the_parser(argv, match, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", *argv])
+    assert e.value.code == 2
+    assert re.search(match, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--optax", "nosuch"], r"--optax 'nosuch' is not an optax optimizer"),
+    (["--plot", "curves.jpg"], r"path='curves.jpg' must end in .png"),
+    (["--dropout", "1.5"], r"--dropout 1.5 must be a probability in \[0, 1\)"),
+])
+def test_bad_settings_are_named_before_training(argv, match, capsys):
+    assert main(["train", *argv]) == 2
+    err = capsys.readouterr().err
+    assert re.search(match, err), err

@@ -237,3 +237,12 @@ def test_bad_arguments_are_named(kw, match):
 def test_mismatched_data_is_named():
     with pytest.raises(ValueError, match=r"fit: x has shape \(50, 4\) and y has shape \(49,\)"):
         fit(NET, LOSS, OPT, PARAMS, X, Y[:49], key=0, epochs=1)
+
+
+@pytest.mark.parametrize("name", ["jaxbp.optim", "jaxbp.train", "jaxbp.data"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
