@@ -35,4 +35,17 @@ LAYERS: list[LayerCase] = [
     LayerCase("gelu_erf", lambda: bp.gelu(approximate=False)),
     LayerCase("softmax", bp.softmax),
     LayerCase("serial_mlp", lambda: bp.serial(bp.dense(4), bp.tanh(), bp.dense(2), bp.sigmoid())),
+    # Convolutional and recurrent layers (issue 5). Images are (H, W, C) with every size in 1..5,
+    # so these use paddings that fit any size; tests/test_conv.py covers VALID and odd strides.
+    LayerCase("conv2d_same_s2", lambda: bp.conv2d(3, 3, stride=2), rank=3),
+    LayerCase("max_pool_same", lambda: bp.max_pool(3, stride=2, padding="SAME"), rank=3),
+    LayerCase("avg_pool_same", lambda: bp.avg_pool(3, stride=2, padding="SAME"), rank=3),
+    LayerCase("flatten", bp.flatten, rank=3),
+    LayerCase("dropout", lambda: bp.dropout(0.3), rank=2, stochastic=True),
+    LayerCase("layer_norm", bp.layer_norm, rank=2),
+    LayerCase("rnn", lambda: bp.rnn(4), rank=2),
+    LayerCase("lstm", lambda: bp.lstm(3), rank=2),
+    LayerCase("last_step", bp.last_step, rank=2),
+    LayerCase("embedding", lambda: bp.embedding(6, 3), rank=1,
+              make_input=lambda rng, shape: rng.integers(0, 6, shape)),
 ]

@@ -1,0 +1,65 @@
+"""Inverted dropout: random units are zeroed in training and the survivors scaled up.
+
+Forward with a key (training), drop probability ``p``::
+
+    m = keep / (1 - p),  keep ~ Bernoulli(1 - p) elementwise     same shape as x
+    y = x * m
+
+so ``E[y] = x`` and evaluation (``key=None``) is the identity ``y = x`` with no rescaling.
+Backward: ``dx = dy * m`` — the mask drawn in the forward is kept in the cache, so backward
+uses exactly the units that were dropped. In evaluation mode ``dx = dy``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxbp._core import Layer, check_input_shape
+
+
+def dropout(drop_prob: float) -> Layer:
+    """Inverted dropout with drop probability ``drop_prob`` (no params).
+
+    Forward: ``y = x * m`` with ``m = Bernoulli(1 - drop_prob) / (1 - drop_prob)`` drawn from the
+    explicit ``key``; ``y = x`` when ``key is None`` (evaluation). Backward: ``dx = dy * m``
+    (``dx = dy`` in evaluation), ``m`` read from the cache.
+
+    Args:
+      drop_prob: probability of zeroing a unit, in ``[0, 1)``. (Not the keep probability of
+        ``stax.Dropout``.)
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jaxbp as bp
+      >>> layer = bp.dropout(0.5)
+      >>> y, mask = layer.forward((), jnp.ones((2, 4)), key=jax.random.key(0))
+      >>> sorted(set(y.ravel().tolist())) in ([0.0, 2.0], [0.0], [2.0])
+      True
+    """
+    if isinstance(drop_prob, bool) or not isinstance(drop_prob, (int, float)) or not (
+            0.0 <= drop_prob < 1.0):
+        raise ValueError(
+            f"dropout: drop_prob={drop_prob!r} must be a probability in [0, 1) — the chance of "
+            f"dropping a unit (not of keeping it). Fix: e.g. dropout(0.1).")
+    p = float(drop_prob)
+    name = f"dropout({p:g})"
+
+    def init(key, input_shape):
+        return (), check_input_shape(name, input_shape)
+
+    def forward(params, x, *, key=None):
+        if not hasattr(x, "shape"):
+            raise TypeError(f"{name}: input x must be an array, got {type(x).__name__}. "
+                            f"Fix: pass jnp.asarray(x).")
+        if key is None:
+            return x, None
+        keep = jax.random.bernoulli(key, 1.0 - p, x.shape)
+        mask = keep.astype(x.dtype) / jnp.asarray(1.0 - p, x.dtype)
+        return x * mask, mask
+
+    def backward(params, mask, dy):
+        return (), dy if mask is None else dy * mask
+
+    # jit: an eager call compiles once per shape instead of once per primitive (inlined under
+    # an outer jit). Argument checks depend only on static shapes, so they still run.
+    return Layer(init, jax.jit(forward), jax.jit(backward), name)
