@@ -37,3 +37,14 @@ def test_sequence_rnn_bptt_agrees_and_meets_the_stated_error():
 def test_sequence_rnn_rejects_too_short_sequences():
     with pytest.raises(ValueError, match=r"steps=1 must be at least 2"):
         _load("sequence_rnn").adding_problem(4, 1, seed=0)
+
+
+def test_derivations_page_links_and_cited_tests_exist():
+    import re
+    page = ROOT / "docs" / "derivations-conv-rnn.md"
+    text = page.read_text()
+    for target in re.findall(r"\]\(([^)#]+)\)", text):
+        assert (page.parent / target).exists(), f"broken link {target}"
+    tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+    for name in set(re.findall(r"`(test_\w+)`", text)):
+        assert f"def {name}(" in tests, f"docs cite {name}, which no test defines"
