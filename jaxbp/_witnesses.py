@@ -27,9 +27,17 @@ def is_float(a) -> bool:
 
 
 def to64(tree):
-    """Floating leaves to float64 (call inside the x64 context); other leaves as arrays."""
-    return jax.tree_util.tree_map(
-        lambda a: jnp.asarray(a, jnp.float64) if is_float(a) else jnp.asarray(a), tree)
+    """Floating leaves to float64 (call inside the x64 context); other leaves as arrays.
+
+    Through NumPy and ``device_put``: an eager JAX cast (even ``jnp.asarray``) compiles once
+    per shape.
+    """
+    def cast(a):
+        if isinstance(a, jax.Array) and not is_float(a):
+            return a
+        return jax.device_put(np.asarray(a, np.float64) if is_float(a) else np.asarray(a))
+
+    return jax.tree_util.tree_map(cast, tree)
 
 
 # --------------------------------------------------------------------------------------
@@ -83,7 +91,8 @@ def witnesses(oracle: Oracle, primal, aux, *, step: float, magnitude: Callable =
     bounds the terms summed in the objective and sets the round-off estimate
     ``noise = 32 eps max(magnitude, |f|) / h``.
     """
-    theta = np.asarray(ravel_pytree(primal)[0], np.float64)
+    leaves = jax.tree_util.tree_leaves(primal)  # the order ravel_pytree flattens in
+    theta = np.concatenate([np.asarray(v, np.float64).ravel() for v in leaves] or [np.zeros(0)])
     n = theta.size
     h = step * np.maximum(1.0, np.abs(theta))
     up, down = (theta + h) - theta, theta - (theta - h)  # steps exactly representable
@@ -109,7 +118,7 @@ def witnesses(oracle: Oracle, primal, aux, *, step: float, magnitude: Callable =
     noise = 32 * eps * max(float(magnitude(manual)), abs(f0)) / np.minimum(up, down)
     fd = FiniteDiff((plus - minus) / (up + down), (plus - f0) / up, (f0 - minus) / down, noise)
     out, offset = [], 0
-    for leaf in jax.tree_util.tree_leaves(primal):
+    for leaf in leaves:
         k = int(np.prod(leaf.shape))
         out.append(FiniteDiff(*(v[offset:offset + k].reshape(leaf.shape) for v in fd)))
         offset += k

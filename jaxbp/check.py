@@ -129,7 +129,8 @@ def _layer_oracle(layer: Layer):
 
 
 def _check_layer_at(layer, params, x, dy, key, *, tol: _Tol, prefix: str, where: str,
-                    localize: bool) -> GradientReport:
+                    localize: bool, want_dx: bool = False):
+    """The report at one point; with ``want_dx`` also autodiff's ``dx`` (for the layer below)."""
     x_float = is_float(x)
     primal = {"params": params, "x": x} if x_float else {"params": params}
     aux = (dy, None if x_float else x, key)
@@ -154,6 +155,8 @@ def _check_layer_at(layer, params, x, dy, key, *, tol: _Tol, prefix: str, where:
         rows += _rows(["x"], [dx], [auto["x"]], fds[n_p:], tol, where,
                       [Context(batch=batch, dy=dy_ctx)])
     report = GradientReport(layer.name, tuple(rows))
+    if want_dx:
+        return report, auto.get("x")
     if report.ok or not localize:
         return report
     found = _localize(layer, params, x, dy, key, tol) if layer.sublayers else None
@@ -167,23 +170,33 @@ def _localize(layer: Layer, params, x, dy, key, tol: _Tol, trail: str = ""):
     """The first sublayer, in backward order, whose own backward fails at its actual input."""
     subs = layer.sublayers
     keys = split_key(key, len(subs))
-    inputs, vjps, a = [], [], x
-    for sub, p, k in zip(subs, params, keys):
-        inputs.append(a)
-        a, vjp = jax.vjp(lambda p_, a_, sub=sub, k=k: sub.forward(p_, a_, key=k)[0], p, a)
-        vjps.append(vjp)
-    g = dy
+    inputs = _sublayer_inputs(layer)(params, x, keys)
+    g = dy  # the cotangent reaching layer i: autodiff's dx of layer i + 1 at its actual input
     for i in reversed(range(len(subs))):
-        rep = _check_layer_at(subs[i], params[i], inputs[i], g, keys[i], tol=tol, prefix="",
-                              where="", localize=False)
+        rep, g_below = _check_layer_at(subs[i], params[i], inputs[i], g, keys[i], tol=tol,
+                                       prefix="", where="", localize=False, want_dx=True)
         if not rep.ok:
             label = f"{trail}layer {i} ({subs[i].name})"
             deeper = (_localize(subs[i], params[i], inputs[i], g, keys[i], tol, label + " › ")
                       if subs[i].sublayers else None)
             return deeper or (
                 f"{label}: {', '.join(_grad_name(r.path) for r in rep.failures)} wrong", rep)
-        g = vjps[i](g)[1]
+        g = g_below
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def _sublayer_inputs(layer: Layer):
+    """Jitted: the input of each sublayer (and the output last) at ``(params, x)``."""
+
+    @jax.jit
+    def run(params, x, keys):
+        out = [x]
+        for sub, p, k in zip(layer.sublayers, params, keys):
+            out.append(sub.forward(p, out[-1], key=k)[0])
+        return out
+
+    return run
 
 
 @functools.lru_cache(maxsize=64)
@@ -192,14 +205,15 @@ def _loss_oracle(loss: Loss):
                    lambda primal, y_true: loss.grad(primal["y_pred"], y_true))
 
 
-def _check_loss_at(loss: Loss, y_pred, y_true, *, tol: _Tol, where: str) -> GradientReport:
+def _check_loss_at(loss: Loss, y_pred, y_true, *, tol: _Tol, where: str,
+                   want_grad: bool = False):
     manual, auto, fds = witnesses(_loss_oracle(loss), {"y_pred": y_pred}, y_true, step=tol.step)
     auto = auto["y_pred"]
     ctx = Context(batch=int(y_pred.shape[0]), n=int(y_pred.size))
     rows = tuple(_rows(["y_pred"], [manual], [auto], fds, tol, where, [ctx]))
-    report = GradientReport(loss.name, rows)
-    return report if report.ok else GradientReport(
-        loss.name, rows, f"loss ({loss.name}): gradient wrong", None)
+    report = GradientReport(loss.name, rows) if all(r.status != FAIL for r in rows) else \
+        GradientReport(loss.name, rows, f"loss ({loss.name}): gradient wrong", None)
+    return (report, auto) if want_grad else report
 
 
 # --------------------------------------------------------------------------------------
@@ -284,7 +298,7 @@ def check_layer(layer: Layer, input_shape=None, *, key=0, params=None, inputs=No
                 layer.init(jax.random.fold_in(init_key, d), input_shape)[0])
             fkey = jax.random.fold_in(init_key, 100_000 + j) if training else None
             y = jax.eval_shape(lambda p_, x_: layer.forward(p_, x_, key=fkey)[0], p, x)
-            dy = jnp.asarray(rng.standard_normal(y.shape))
+            dy = jax.device_put(rng.standard_normal(y.shape))
             reports.append(_check_layer_at(layer, p, x, dy, fkey, tol=tol, where=where,
                                            prefix="layers" if layer.sublayers else "",
                                            localize=True))
@@ -405,11 +419,13 @@ def _network_oracle(net, loss, l1, l2, grad_fn, regularize=None, key=None) -> Or
 
 
 def _localize_network(net, loss, params, x, y, key, tol, penalised):
-    y_pred, _ = net.forward(params, x, key=key)
-    rep = _check_loss_at(loss, y_pred, y, tol=tol, where="")
+    if net.sublayers:
+        y_pred = _sublayer_inputs(net)(params, x, split_key(key, len(net.sublayers)))[-1]
+    else:
+        y_pred = jax.jit(lambda p, x: net.forward(p, x, key=key)[0])(params, x)
+    rep, g = _check_loss_at(loss, y_pred, y, tol=tol, where="", want_grad=True)
     if not rep.ok:
         return rep.location, rep
-    g = jax.grad(loss.value)(y_pred, y)
     if net.sublayers:
         found = _localize(net, params, x, g, key, tol)
     else:
