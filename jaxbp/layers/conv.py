@@ -149,7 +149,8 @@ def conv_transpose_input(dy: Array, w: Array, hw, strides, pads: Pads,
     if groups == 1:
         rhs, spec = w_flip, ("NHWC", "HWOI", "NHWC")   # c_out becomes the input feature
     else:
-        # Grouped: swap in/out within each group: (kh, kw, cg_in, G * cg_out) -> (kh, kw, cg_out, G * cg_in).
+        # Grouped: swap in/out within each group,
+        # (kh, kw, cg_in, G * cg_out) -> (kh, kw, cg_out, G * cg_in).
         cg_in, c_out = w.shape[2], w.shape[3]
         cg_out = c_out // groups
         rhs = w_flip.reshape(kh, kw, cg_in, groups, cg_out).transpose(0, 1, 4, 3, 2)
@@ -173,7 +174,7 @@ def conv_kernel_grad(x: Array, dy: Array, window, strides, pads: Pads) -> Array:
 
 
 def check_images(name: str, x, channels: int | None, why: str = "") -> tuple[int, ...]:
-    """Checks that ``x`` is an NHWC batch (with ``channels`` channels if given); returns its shape."""
+    """Checks that ``x`` is an NHWC batch (``channels`` channels if given); returns its shape."""
     shape = getattr(x, "shape", None)
     if shape is None:
         raise TypeError(f"{name}: input x must be an array (batch, H, W, channels), got "
@@ -193,14 +194,15 @@ def check_images(name: str, x, channels: int | None, why: str = "") -> tuple[int
 
 def conv2d(c_out: int, kernel_size, stride=1, padding: Padding = "SAME", *,
            w_init: str | Initializer = "he_normal", dtype=None) -> Layer:
-    """2-D convolution over NHWC inputs with ``Conv2DParams(w: (kh, kw, c_in, c_out), b: (c_out,))``.
+    """2-D convolution, NHWC inputs, ``Conv2DParams(w: (kh, kw, c_in, c_out), b: (c_out,))``.
 
     Forward: ``y[n,p,q,o] = sum_{i,j,c} xp[n, p sh + i, q sw + j, c] w[i,j,c,o] + b[o]``
     with ``xp`` the zero-padded input; ``y: (batch, Ho, Wo, c_out)``.
 
     Backward (``dy: (batch, Ho, Wo, c_out)``):
       ``db = sum_{n,p,q} dy`` ``(c_out,)``;
-      ``dw[i,j,c,o] = sum_{n,p,q} xp[n, p sh + i, q sw + j, c] dy[n,p,q,o]`` ``(kh, kw, c_in, c_out)``;
+      ``dw[i,j,c,o] = sum_{n,p,q} xp[n, p sh + i, q sw + j, c] dy[n,p,q,o]``
+      ``(kh, kw, c_in, c_out)``;
       ``dx`` = ``dy`` dilated by the stride, correlated with ``w`` flipped in space with
       ``c_in``/``c_out`` swapped, cropped to the input ``(batch, H, W, c_in)``.
     Each is one ``lax.conv_general_dilated``.
@@ -211,7 +213,8 @@ def conv2d(c_out: int, kernel_size, stride=1, padding: Padding = "SAME", *,
       stride: ``s`` or ``(sh, sw)``.
       padding: ``"SAME"`` (``ceil(H / sh)`` outputs; odd total padding puts the extra row at
         the bottom/right), ``"VALID"`` (no padding) or explicit ``((top, bottom), (left, right))``.
-      w_init: kernel initialiser (default ``"he_normal"``, fan-in ``kh kw c_in``); biases start at 0.
+      w_init: kernel initialiser (default ``"he_normal"``, fan-in ``kh kw c_in``); biases start
+        at 0.
       dtype: parameter dtype; ``None`` uses JAX's default float.
 
     Examples:

@@ -38,7 +38,7 @@ class LayerNormParams(NamedTuple):
 
 
 class LayerNormCache(NamedTuple):
-    """What backward needs: the normalised input ``xhat: (..., d)`` and ``r = 1/sqrt(var + eps)``."""
+    """What backward needs: normalised input ``xhat: (..., d)`` and ``r = 1/sqrt(var + eps)``."""
 
     xhat: Array
     r: Array

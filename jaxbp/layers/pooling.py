@@ -157,7 +157,8 @@ def avg_pool(window=2, stride=None, padding: Padding = "VALID") -> Layer:
         shape = check_images(name, x, None)
         pads, _ = geometry(shape[1:3])
         dims, strd, full_pads = _window_config(window, strides, pads)
-        total = lax.reduce_window(x, 0.0, lax.add, dims, strd, full_pads)  # a Python 0: differentiable
+        # A Python 0.0 as the init value: JAX differentiates reduce_window only for known monoids.
+        total = lax.reduce_window(x, 0.0, lax.add, dims, strd, full_pads)
         y = total / _counts(shape[1:3], window, strides, pads, x.dtype)
         return y, jnp.zeros((0, *shape[1:]), x.dtype)  # a shape token: backward needs no values
 

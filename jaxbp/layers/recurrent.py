@@ -195,7 +195,7 @@ class EmbeddingParams(NamedTuple):
 
 
 def embedding(vocab_size: int, d: int, *, scale: float = 1.0, dtype=None) -> Layer:
-    """Looks up integer tokens: ``y[n, ...] = table[tokens[n, ...]]``, ``(batch, ...) -> (batch, ..., d)``.
+    """Token lookup ``y[n, ...] = table[tokens[n, ...]]``: ``(batch, ...) -> (batch, ..., d)``.
 
     Backward (``dy: (batch, ..., d)``): ``dtable[v] = sum over positions with token v of dy``
     ``(vocab_size, d)`` — a scatter-add, so repeated tokens accumulate. Integer tokens have no
