@@ -31,6 +31,11 @@ def with_zeros(rng: np.random.Generator, shape) -> np.ndarray:
     return np.where(rng.uniform(size=shape) < 1 / 3, 0.0, x)
 
 
+def ties(rng: np.random.Generator, shape) -> np.ndarray:
+    """Integers in ``{-1, 0, 1}`` as floats: many exact ties (max pooling) and zeros."""
+    return rng.integers(-1, 2, shape).astype(np.float64)
+
+
 def tokens(vocab: int) -> Draw:
     """Integer token ids in ``[0, vocab)``."""
     return lambda rng, shape: rng.integers(0, vocab, shape).astype(np.int32)
@@ -87,6 +92,19 @@ LAYER_CASES: list[LayerCase] = [
     LayerCase("softmax", bp.softmax, (4,)),
     LayerCase("mlp", lambda: bp.serial(bp.dense(5), bp.relu(), bp.dense(3), bp.tanh()), (4,),
               with_zeros),
+    LayerCase("conv2d_same_s2", lambda: bp.conv2d(3, 3, stride=2), (5, 5, 2)),
+    LayerCase("conv2d_valid", lambda: bp.conv2d(2, 2, padding="VALID"), (4, 4, 1)),
+    LayerCase("max_pool_ties", lambda: bp.max_pool(3, stride=2, padding="SAME"), (5, 5, 2), ties),
+    LayerCase("avg_pool", lambda: bp.avg_pool(3, stride=2, padding="SAME"), (5, 5, 2)),
+    LayerCase("flatten", bp.flatten, (3, 3, 2)),
+    LayerCase("dropout", lambda: bp.dropout(0.3), (6,), training=True),
+    LayerCase("layer_norm", bp.layer_norm, (5,)),
+    LayerCase("rnn", lambda: bp.rnn(4), (3, 2)),
+    LayerCase("lstm", lambda: bp.lstm(3), (3, 2)),
+    LayerCase("last_step", bp.last_step, (3, 2)),
+    LayerCase("embedding", lambda: bp.embedding(6, 3), (4,), tokens(6)),
+    LayerCase("cnn", lambda: bp.serial(bp.conv2d(2, 3), bp.relu(), bp.max_pool(2), bp.flatten(),
+                                       bp.dense(3)), (4, 4, 1), with_zeros),
 ]
 
 LOSS_CASES: list[LossCase] = [
