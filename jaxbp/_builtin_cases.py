@@ -5,13 +5,13 @@ makes an input batch (``shape`` includes the batch axis) — standard normal by 
 ``with_zeros`` to put inputs exactly on a kink, ``tokens(vocab)`` for integer inputs;
 ``training=True`` runs the forward with a fixed key (dropout). A loss case is
 ``LossCase(name, factory, pred_shape, draw_pred, draw_true)`` with
-``draw_true(rng, y_pred_shape)``. Add a layer by adding a line; ``jaxbp check`` and the tests
-pick it up.
+``draw_true(rng, y_pred_shape)``. Add a layer by adding a line; ``jaxbp check``
+(:func:`run_builtin_checks`) and the tests pick it up.
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -116,3 +116,36 @@ LOSS_CASES: list[LossCase] = [
     LossCase("softmax_cross_entropy_labels", bp.softmax_cross_entropy, (4,), draw_true=labels),
     LossCase("softmax_cross_entropy_one_hot", bp.softmax_cross_entropy, (4,), draw_true=one_hot),
 ]
+
+
+def run_builtin_checks(*, only: str | None = None, draws: int = 2, seed: int = 0,
+                       out: Callable[[str], Any] = print) -> int:
+    """Checks every case above with ``check_layer`` / ``check_loss``, printing each table.
+
+    Returns the exit status: 0 when all pass, 1 when any fails.
+    """
+    from jaxbp.check import check_layer, check_loss
+
+    failed, n = [], 0
+    for case in LAYER_CASES:
+        if only and only not in case.name:
+            continue
+        rep = check_layer(case.make(), case.input_shape, key=seed, draws=draws,
+                          input_fn=case.draw, training=case.training)
+        n += 1
+        out(f"[{case.name}] {rep}\n")
+        failed += [] if rep.ok else [case.name]
+    for case in LOSS_CASES:
+        if only and only not in case.name:
+            continue
+        rep = check_loss(case.make(), case.pred_shape, key=seed, draws=draws,
+                         pred_fn=case.draw_pred, target_fn=case.draw_true)
+        n += 1
+        out(f"[{case.name}] {rep}\n")
+        failed += [] if rep.ok else [case.name]
+    if n == 0:
+        out(f"no built-in case matches --only {only!r}")
+        return 1
+    out(f"checked {n} built-in layers and losses: "
+        + ("all ok" if not failed else f"{len(failed)} FAILED: {', '.join(failed)}"))
+    return 1 if failed else 0

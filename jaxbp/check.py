@@ -27,6 +27,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -38,8 +39,8 @@ from jaxbp._core import Layer, Loss, check_input_shape, split_key
 from jaxbp._diagnose import Context, diagnose
 from jaxbp._report import (FAIL, GradientCheckError, GradientReport, LeafCheck,
                            compare_leaf, merge)
-from jaxbp.gradients import _mask, backprop, objective
 from jaxbp._witnesses import Oracle, is_float, oracle, to64, witnesses
+from jaxbp.gradients import _mask, backprop, objective
 
 STEP = 1e-6
 """Default finite-difference step, relative: ``h = STEP · max(1, |θ_i|)``."""
@@ -95,7 +96,7 @@ def _rows(paths, manual, auto, fds, tol, where, contexts) -> list[LeafCheck]:
     for path, m, a, fd, ctx in zip(paths, manual, auto, fds, contexts):
         row = compare_leaf(path, m, a, fd, rtol=tol.rtol, fd_rtol=tol.fd_rtol, where=where)
         if row.status == FAIL:
-            row = row.__class__(**{**row.__dict__, "hint": diagnose(m, a, ctx)})
+            row = dataclasses.replace(row, hint=diagnose(m, a, ctx))
         rows.append(row)
     return rows
 
@@ -446,44 +447,13 @@ def assert_gradients_match(net: Layer, loss: Loss, params, x, y, **options) -> G
     return check_gradients(net, loss, params, x, y, **options).raise_if_failed()
 
 
-def run_builtin_checks(*, only: str | None = None, draws: int = 2, seed: int = 0,
-                       out: Callable[[str], Any] = print) -> int:
-    """Checks every built-in layer and loss (``jaxbp._builtin_cases``), printing each table.
-
-    Returns the exit status: 0 when all pass, 1 when any fails.
-    """
-    from jaxbp import _builtin_cases as cases
-
-    failed, n = [], 0
-    for case in cases.LAYER_CASES:
-        if only and only not in case.name:
-            continue
-        rep = check_layer(case.make(), case.input_shape, key=seed, draws=draws,
-                          input_fn=case.draw, training=case.training)
-        n += 1
-        out(f"[{case.name}] {rep}\n")
-        failed += [] if rep.ok else [case.name]
-    for case in cases.LOSS_CASES:
-        if only and only not in case.name:
-            continue
-        rep = check_loss(case.make(), case.pred_shape, key=seed, draws=draws,
-                         pred_fn=case.draw_pred, target_fn=case.draw_true)
-        n += 1
-        out(f"[{case.name}] {rep}\n")
-        failed += [] if rep.ok else [case.name]
-    if n == 0:
-        out(f"no built-in case matches --only {only!r}")
-        return 1
-    out(f"checked {n} built-in layers and losses: "
-        + ("all ok" if not failed else f"{len(failed)} FAILED: {', '.join(failed)}"))
-    return 1 if failed else 0
-
-
 def cli_main(args) -> int:
-    """Handler of ``jaxbp check`` (imported lazily by ``jaxbp.cli``)."""
+    """Handler of ``jaxbp check`` (imported lazily by ``jaxbp.cli``): every built-in case."""
+    from jaxbp._builtin_cases import run_builtin_checks
+
     return run_builtin_checks(only=args.only, draws=args.draws, seed=args.seed)
 
 
 __all__ = ["FD_RTOL", "RTOL", "STEP", "GradientCheckError", "GradientReport", "LeafCheck",
            "assert_gradients_match", "check_gradients", "check_layer", "check_loss",
-           "run_builtin_checks"]
+           "cli_main"]
