@@ -386,7 +386,7 @@ class _Progress:
 
 
 def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params: Params, x, y,
-        *, key: PRNGKey | int, epochs: int, batch_size: int = 32, grad=backprop,
+        *, key: PRNGKey | int | None = None, epochs: int, batch_size: int = 32, grad=backprop,
         l1: float = 0.0, l2: float = 0.0, regularize=None, validation=None,
         patience: int | None = None, min_delta: float = 0.0, accuracy="auto",
         shuffle: bool = True, progress: bool | None = None, stream=None,
@@ -402,7 +402,8 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
       net, loss, optimizer: the network, the loss and any optax optimizer.
       params: initial parameters (ignored when ``state`` is given).
       x, y: training inputs and targets, leading axis the examples.
-      key: PRNG key (or an int seed) for shuffling and dropout.
+      key: PRNG key (or an int seed) for shuffling and dropout; required unless ``state`` is
+        given (whose own key then continues).
       epochs: train until this many epochs are done in total (counting ``state.epoch``).
       batch_size: examples per step.
       grad: ``bp.backprop`` (hand-derived) or ``bp.autodiff``, or its name.
@@ -417,8 +418,10 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
       progress: a progress bar on ``stream`` (default stderr); ``None`` shows it only when
         ``stream`` is a terminal.
       callback: ``callback(state, record)`` after every epoch; ``record`` is that epoch's
-        history entry.
-      state, history: continue from a :class:`TrainState` and its history.
+        history entry. ``state``'s arrays are donated to the next epoch: save or copy them
+        inside the callback, do not keep references.
+      state, history: continue from a :class:`TrainState` and its history. (Early stopping's
+        patience count starts afresh in every call.)
 
     Returns:
       A :class:`FitResult` ``(params, opt_state, history, state, best_epoch)``. ``history`` has
@@ -447,6 +450,9 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
                         f"NamedTuples (not lists or dicts).") from None
 
     if state is None:
+        if key is None:
+            raise TypeError("fit: key is required to start training (it seeds shuffling and "
+                            "dropout). Fix: key=jax.random.key(0), or key=0.")
         if isinstance(key, (int, np.integer)):
             key = jax.random.key(int(key))
         state = init_state(params, optimizer, key)

@@ -87,3 +87,15 @@ def test_bad_settings_are_named_before_training(argv, match, capsys):
     assert main(["train", *argv]) == 2
     err = capsys.readouterr().err
     assert re.search(match, err), err
+
+
+def test_plot_errors_say_how_to_fix(tmp_path, monkeypatch):
+    from jaxbp import plot
+
+    history = {"epoch": [1, 2], "train_loss": [1.0, 0.5], "train_accuracy": [0.5, 0.9]}
+    with pytest.raises(ValueError, match=r"the folder of path=.* does not exist"):
+        plot.save_training_plot(tmp_path / "missing" / "a.png", history)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r"pip install 'jaxbp\[plot\]'"):
+        plot.save_training_plot(tmp_path / "a.png", history)
+    assert os.listdir(tmp_path) == []

@@ -87,6 +87,7 @@ def test_digits_without_scikit_learn_says_how_to_install(monkeypatch):
     (lambda: data.load("mnist"), r"name='mnist' is not a data set; expected one of"),
     (lambda: data.spirals(1), r"spirals: n=1 must be an int >= 2"),
     (lambda: data.moons(100, noise=-1), r"moons: noise=-1 must be a number >= 0"),
+    (lambda: data.spirals(100, noise="lots"), r"spirals: noise='lots' must be a number >= 0"),
     (lambda: data.split(np.zeros((10, 1)), np.zeros(9)), r"x has 10 examples but y has 9"),
     (lambda: data.split(np.zeros((10, 1)), np.zeros(10), val=1.5), r"val=1.5 must be a fraction"),
     (lambda: data.split(np.zeros((3, 1)), np.zeros(3), val=0.5, test=0.5),

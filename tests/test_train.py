@@ -185,7 +185,8 @@ def patience_msg(val):
 def test_resuming_from_state_counts_epochs_as_totals():
     whole = _fit(epochs=4, validation=(X[:10], Y[:10]))
     part = _fit(epochs=2, validation=(X[:10], Y[:10]))
-    rest = _fit(epochs=4, validation=(X[:10], Y[:10]), state=part.state, history=part.history)
+    rest = _fit(epochs=4, validation=(X[:10], Y[:10]), state=part.state, history=part.history,
+                key=None)  # the state's key continues
     assert rest.history["epoch"] == [1, 2, 3, 4]
     assert whole.history["train_loss"] == rest.history["train_loss"]
     for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(rest.params)):
@@ -228,10 +229,21 @@ def test_accuracy_rules():
     ({"regularize": [True]}, r"regularize=\[True\] is not hashable"),
     ({"accuracy": "top5"}, r"accuracy='top5': expected 'auto', None or a callable"),
     ({"l2": -1.0}, r"l2=-1.0 must be a non-negative number"),
+    ({"grad": 3}, r"grad=3 must be bp.backprop, bp.autodiff or their name"),
+    ({"accuracy": 3}, r"accuracy=3 must be 'auto', None or a callable"),
+    ({"net": "mlp"}, r"fit: net must be a jaxbp Layer"),
+    ({"key": None}, r"fit: key is required to start training"),
 ])
 def test_bad_arguments_are_named(kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
         _fit(**kw)
+
+
+def test_wrong_loss_and_non_array_data_are_named():
+    with pytest.raises(TypeError, match=r"fit: loss must be a jaxbp Loss .*bp.mse\(\)"):
+        fit(NET, bp.mse, OPT, PARAMS, X, Y, key=0, epochs=1)
+    with pytest.raises(TypeError, match=r"fit: x and y must be arrays .*got list and ndarray"):
+        fit(NET, LOSS, OPT, PARAMS, X.tolist(), Y, key=0, epochs=1)
 
 
 def test_mismatched_data_is_named():
