@@ -98,6 +98,14 @@ def _add_train_parser(sub) -> None:
     train.add_argument("--patience", type=_positive_int,
                        help="early stopping: epochs without improvement; restores the best")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument("--devices", type=_positive_int, metavar="N",
+                       help="data parallel over the first N devices (batch sharded, parameters "
+                            "replicated); on CPU simulate N devices with XLA_FLAGS="
+                            "--xla_force_host_platform_device_count=N")
+    train.add_argument("--checkpoint", metavar="DIR",
+                       help="save the training state to DIR after every epoch (atomically)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run saved in --checkpoint DIR up to --epochs in total")
     train.add_argument("--no-progress", action="store_true", help="no progress output")
     train.add_argument("--plot", metavar="FILE.png",
                        help="write loss/accuracy curves (and a 2-D decision boundary)")
@@ -185,6 +193,7 @@ def _cmd_train(args, out=print) -> int:
         net, loss = _build(args.dataset, cfg["hidden"], cfg["activation"], args.dropout,
                            ds.num_classes)
         optimizer, opt_name = _make_optimizer(args, cfg)
+        resume_from = _resume_from(args)
     except (ValueError, TypeError, ImportError) as e:
         print(f"jaxbp train: error: {e}", file=sys.stderr)
         return 2
@@ -222,13 +231,22 @@ def _cmd_train(args, out=print) -> int:
                 if k.startswith(("train_", "val_"))))
 
     validation = None if ds.val is None else (ds.val.x, ds.val.y)
+    start_epoch = 0
+    if resume_from is not None:
+        from jaxbp import checkpoint
+
+        start_epoch = checkpoint.read_manifest(resume_from)["metadata"]["history"]["epoch"][-1]
+        out(f"resuming from {resume_from} (epoch {start_epoch})")
+    if args.devices:
+        out(f"data parallel over {args.devices} devices: {jax.devices()[0].platform}")
     t0 = time.perf_counter()
     result = train.fit(net, loss, optimizer, params, ds.train.x, ds.train.y, key=k_fit,
                        epochs=cfg["epochs"], batch_size=cfg["batch_size"], grad=args.grad,
                        l1=cfg["l1"], l2=cfg["l2"], validation=validation, patience=args.patience,
-                       progress=False if args.no_progress else None, callback=log)
+                       progress=False if args.no_progress else None, callback=log,
+                       devices=args.devices, checkpoint_dir=args.checkpoint, resume=args.resume)
     elapsed = time.perf_counter() - t0
-    ran = len(result.history["epoch"])
+    ran = int(result.state.epoch) - start_epoch
     out(f"trained {ran} epochs ({int(result.state.step)} steps) in {elapsed:.2f} s")
     if result.best_epoch is not None:
         out(f"early stopping: kept the parameters of epoch {result.best_epoch} (best "
@@ -265,6 +283,21 @@ def _cmd_train(args, out=print) -> int:
     for k, v in metrics.items():
         out(f"{k}: {v:.6g}")
     return 0
+
+
+def _resume_from(args):
+    """Checks --devices/--checkpoint/--resume; the checkpoint to resume from, or None."""
+    from jaxbp import checkpoint, parallel
+
+    if args.devices:
+        parallel.make_mesh(args.devices)  # fails early, naming the devices available
+    if args.resume and not args.checkpoint:
+        raise ValueError("--resume needs --checkpoint DIR, the directory of the run to continue.")
+    found = checkpoint.latest(args.checkpoint) if args.checkpoint else None
+    if found is not None and not args.resume:
+        raise ValueError(f"--checkpoint {args.checkpoint} already holds {found.name}; pass "
+                         f"--resume to continue that run, or choose an empty directory.")
+    return found
 
 
 def _param_dtype(params):

@@ -148,7 +148,8 @@ def masked(loss: Loss, mask: Array) -> Loss:
     return Loss(value, grad, f"masked({loss.name})")
 
 
-def _constrain(tree: Any, sharding: NamedSharding) -> Any:
+def constrain(tree: Any, sharding: NamedSharding) -> Any:
+    """Inside ``jit``: asks the compiler to lay every leaf of ``tree`` out with ``sharding``."""
     return jax.tree_util.tree_map(lambda a: jax.lax.with_sharding_constraint(a, sharding), tree)
 
 
@@ -200,9 +201,9 @@ def data_parallel(gradient: str | Callable[..., GradFn] = "backprop", *,
             (x_pad, y_pad), mask = pad_rows(n, x, y)
             source = loss if x_pad.shape[0] == x.shape[0] else masked(loss, mask)
             grad_fn = gradient(net, source, l1=l1, l2=l2, regularize=regularize)
-            value, grads = grad_fn(_constrain(params, whole), _constrain(x_pad, rows),
-                                   _constrain(y_pad, rows), key=key)
-            return _constrain(value, whole), _constrain(grads, whole)
+            value, grads = grad_fn(constrain(params, whole), constrain(x_pad, rows),
+                                   constrain(y_pad, rows), key=key)
+            return constrain(value, whole), constrain(grads, whole)
 
         return value_and_grad
 
@@ -213,6 +214,7 @@ def data_parallel(gradient: str | Callable[..., GradFn] = "backprop", *,
 __all__ = [
     "BATCH_AXIS",
     "batch_sharding",
+    "constrain",
     "data_parallel",
     "make_mesh",
     "masked",

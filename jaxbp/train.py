@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxbp import checkpoint, parallel
 from jaxbp._core import Array, Layer, Loss, Params, PRNGKey
 from jaxbp.gradients import GRADIENTS, _check_coeff, backprop
 from jaxbp.optim import apply_updates
@@ -272,6 +273,7 @@ class _Config(NamedTuple):
     regularize: Any
     batch_size: int
     shuffle: bool
+    mesh: Any = None  # a jax.sharding.Mesh for data parallelism, or None for one device
 
 
 def epoch_batches(key: PRNGKey, n: int, batch_size: int, *, shuffle: bool = True):
@@ -303,6 +305,9 @@ _copy = jax.jit(functools.partial(jax.tree_util.tree_map, jnp.copy))
 def _epoch(state: TrainState, x: Array, y: Array, cfg: _Config):
     index, mask = epoch_batches(jax.random.fold_in(state.key, 0), x.shape[0], cfg.batch_size,
                                 shuffle=cfg.shuffle)
+    if cfg.mesh is not None:  # equal rows per device: extra rows carry weight exactly zero
+        extra = -index.shape[1] % cfg.mesh.size
+        index, mask = (jnp.pad(a, ((0, 0), (0, extra))) for a in (index, mask))
     key, k_steps = jax.random.split(jax.random.fold_in(state.key, 1))
     keys = jax.random.split(k_steps, index.shape[0])
     real = jnp.sum(mask, axis=1)
@@ -317,7 +322,12 @@ def _epoch(state: TrainState, x: Array, y: Array, cfg: _Config):
         params, opt_state = carry
         i, w, k = batch
         xb, yb = jnp.take(x, i, axis=0), jnp.take(y, i, axis=0)
+        if cfg.mesh is not None:  # data parallel: rows sharded, parameters replicated
+            xb, yb, w = parallel.constrain((xb, yb, w), parallel.batch_sharding(cfg.mesh))
         params, opt_state, value = update(params, opt_state, xb, (yb, w), k)
+        if cfg.mesh is not None:
+            params, opt_state = parallel.constrain((params, opt_state),
+                                                   parallel.replicated(cfg.mesh))
         return (params, opt_state), value
 
     (params, opt_state), values = jax.lax.scan(
@@ -382,6 +392,55 @@ class _Progress:
 
 
 # --------------------------------------------------------------------------------------
+# Checkpoints of a run: the TrainState as arrays, the history (and early-stopping book-keeping)
+# as JSON metadata. See jaxbp/checkpoint.py for the format and its guarantees.
+
+
+def _checkpoint_to_resume(checkpoint_dir, resume, state, keep):
+    """Checks the checkpoint arguments; returns the checkpoint to resume from, or ``None``."""
+    if resume and checkpoint_dir is None:
+        raise ValueError("fit: resume=True needs checkpoint_dir=, the directory of the run to "
+                         "continue. Fix: fit(..., checkpoint_dir='runs/x', resume=True).")
+    if checkpoint_dir is None:
+        return None
+    _check_int("keep_checkpoints", keep, low=1, example="keep_checkpoints=2")
+    found = checkpoint.latest(checkpoint_dir)
+    if found is not None and not resume:
+        raise ValueError(
+            f"fit: checkpoint_dir={str(checkpoint_dir)!r} already holds {found.name}; pass "
+            f"resume=True to continue that run, or choose an empty directory for a new one.")
+    if found is not None and state is not None:
+        raise ValueError("fit: pass either state= or resume=True with a checkpoint, not both; "
+                         "the checkpoint already holds the state to continue from.")
+    return found
+
+
+def _save(directory, state, history, best, wait, keep) -> None:
+    if jax.process_index() != 0:  # one writer; data-parallel state is replicated everywhere
+        return
+    tree, meta = {"state": state}, {"history": history}
+    if best is not None and best[1] is not None:
+        tree["best"] = {"params": best[2], "opt_state": best[3]}
+        meta.update(best_value=best[0], best_epoch=best[1], wait=wait)
+    checkpoint.save_step(directory, int(state.epoch), tree, metadata=meta, keep=keep)
+
+
+def _restore(path, template: TrainState, patience):
+    manifest = checkpoint.read_manifest(path)
+    meta = manifest["metadata"]
+    tree = {"state": template}
+    if "best_epoch" in meta:
+        tree["best"] = {"params": template.params, "opt_state": template.opt_state}
+    tree, meta = checkpoint.load(path, tree)
+    saved = {"history": meta["history"]}
+    if "best" in tree and patience is not None:
+        saved["best"] = (meta["best_value"], meta["best_epoch"], tree["best"]["params"],
+                         tree["best"]["opt_state"])
+        saved["wait"] = meta["wait"]
+    return tree["state"], saved
+
+
+# --------------------------------------------------------------------------------------
 # fit
 
 
@@ -391,7 +450,9 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
         patience: int | None = None, min_delta: float = 0.0, accuracy="auto",
         shuffle: bool = True, progress: bool | None = None, stream=None,
         callback: Callable[[TrainState, dict], None] | None = None,
-        state: TrainState | None = None, history: dict | None = None) -> FitResult:
+        state: TrainState | None = None, history: dict | None = None,
+        devices=None, checkpoint_dir=None, resume: bool = False,
+        keep_checkpoints: int = 2) -> FitResult:
     """Trains ``net`` by mini-batch descent, one compiled ``lax.scan`` per epoch.
 
     Each epoch splits ``state.key`` into a shuffle key and one key per step (for dropout), runs
@@ -422,6 +483,20 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
         inside the callback, do not keep references.
       state, history: continue from a :class:`TrainState` and its history. (Early stopping's
         patience count starts afresh in every call.)
+      devices: data parallelism: ``None`` (one device, the default), a device count ``n`` (the
+        first ``n`` of ``jax.devices()``), a list of devices or a ``Mesh``. Each mini-batch is
+        sharded over them (padded with zero-weight rows to a multiple of ``n``), parameters and
+        optimizer state are replicated; results equal one device's up to the order of
+        floating-point additions. See ``docs/scale.md``.
+      checkpoint_dir: save the :class:`TrainState` and history after every epoch to
+        ``checkpoint_dir/checkpoint_<epoch>.npz`` (atomically; the newest ``keep_checkpoints``
+        are kept). A directory that already holds checkpoints needs ``resume=True``.
+      resume: continue from the newest checkpoint in ``checkpoint_dir`` (its state, history
+        and early-stopping progress; ``params`` and ``key`` then only serve as the template
+        that checks it fits),
+        up to ``epochs`` in total; with no checkpoint there yet, start afresh. Bit-identical to
+        an uninterrupted run on the same devices.
+      keep_checkpoints: how many checkpoints ``checkpoint_dir`` keeps.
 
     Returns:
       A :class:`FitResult` ``(params, opt_state, history, state, best_epoch)``. ``history`` has
@@ -440,8 +515,10 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
     if patience is not None:
         patience = _check_int("patience", patience, low=1, example="patience=10")
     acc = _accuracy_fn(loss, accuracy)
+    found = _checkpoint_to_resume(checkpoint_dir, resume, state, keep_checkpoints)
+    mesh = None if devices is None else parallel.make_mesh(devices)
     cfg = _Config(net, loss, optimizer, _grad_factory(grad), _check_coeff("l1", l1),
-                  _check_coeff("l2", l2), regularize, batch_size, bool(shuffle))
+                  _check_coeff("l2", l2), regularize, batch_size, bool(shuffle), mesh)
     try:
         hash(cfg)
     except TypeError:
@@ -456,6 +533,10 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
         if isinstance(key, (int, np.integer)):
             key = jax.random.key(int(key))
         state = init_state(params, optimizer, key)
+    saved = {}
+    if found is not None:  # the fresh state is the template the checkpoint must fit
+        state, saved = _restore(found, state, patience)
+        history = saved["history"]
     state = _copy(state)
     x, y = _as_inputs(state.params, *_check_xy("fit", x, y))
     if validation is not None:
@@ -463,6 +544,9 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
             raise TypeError(f"fit: validation must be a pair (x_val, y_val) or None, got "
                             f"{type(validation).__name__}. Fix: validation=(x_val, y_val).")
         validation = _as_inputs(state.params, *_check_xy("fit validation", *validation))
+    if mesh is not None:  # every device holds the data; each step shards its batch
+        state, x, y, validation = parallel.put((state, x, y, validation),
+                                               parallel.replicated(mesh))
 
     history = {k: list(v) for k, v in (history or {}).items()}
     stream = sys.stderr if stream is None else stream
@@ -474,6 +558,8 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
     monitor = "val_loss" if validation is not None else "train_loss"
     best = (math.inf, None, None, None)  # value, epoch, params, opt_state
     wait = 0
+    if "best" in saved:
+        best, wait = saved["best"], saved["wait"]
     t0 = time.perf_counter()
     for epoch in range(start_epoch + 1, epochs + 1):
         state, objective = _run_epoch(state, x, y, cfg=cfg)
@@ -496,6 +582,9 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
                               _copy(state.opt_state)), 0
             else:
                 wait += 1
+        if checkpoint_dir is not None:
+            _save(checkpoint_dir, state, history, best if patience is not None else None, wait,
+                  keep_checkpoints)
         if callback is not None:
             callback(state, record)
         if patience is not None and wait >= patience:

@@ -7,6 +7,7 @@ that worker; it prints one JSON line of measurements that the tests below judge.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -33,12 +34,16 @@ def _problem(batch: int, seed: int = 0):
 
 
 def _train(grad_fn, params, x, y):
-    """``STEPS`` of gradient descent ``θ ← θ − α ∇J(θ)`` in one jitted scan: (params, values)."""
+    """``STEPS`` of gradient descent ``θ ← θ − α ∇J(θ)`` in one jitted scan.
+
+    Returns ``(params, values, compiled program text)``.
+    """
     def step(p, _):
         value, grads = grad_fn(p, x, y)
         return jax.tree_util.tree_map(lambda a, g: a - LEARNING_RATE * g, p, grads), value
 
-    return jax.jit(lambda p: jax.lax.scan(step, p, None, length=STEPS))(params)
+    compiled = jax.jit(lambda p: jax.lax.scan(step, p, None, length=STEPS)).lower(params).compile()
+    return (*compiled(params), compiled.as_text())
 
 
 def _max_rel(a, b) -> float:
@@ -57,25 +62,68 @@ def _worker() -> dict:
             name = f"{source.__name__}_b{batch}"
             single = source(net, loss, l2=0.01)
             parallel = data_parallel(source, devices=4)(net, loss, l2=0.01)
-            (p1, v1), (p4, v4) = _train(single, params, x, y), _train(parallel, params, x, y)
+            (p1, v1, _), (p4, v4, hlo) = (_train(single, params, x, y),
+                                          _train(parallel, params, x, y))
             out[f"params_{name}"] = _max_rel(p4, p1)
             out[f"values_{name}"] = _max_rel(v4, v1)  # the objective at every step
             out[f"moved_{name}"] = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
                 jax.tree_util.tree_leaves(p1), jax.tree_util.tree_leaves(params)))
             out[f"replicated_{name}"] = tuple(jax.tree_util.tree_leaves(p4)[0].sharding.spec) == ()
-        hlo = jax.jit(parallel).lower(params, x, y).compile().as_text()
-        out[f"all_reduce_b{batch}"] = "all-reduce" in hlo
+            out[f"all_reduce_{name}"] = "all-reduce" in hlo
+    out.update(_fit_worker())
     return out
+
+
+def _fit_worker() -> dict:
+    """``fit(devices=4)`` against ``fit()``; then a 4-device run stopped and resumed."""
+    import tempfile
+
+    from jaxbp.train import fit
+
+    net, params, x, y = _problem(27)  # batches of 10: 10, 10, 7 real rows, each padded to 12
+    opt = bp.optim.momentum(0.1)
+    out = {}
+
+    def run(source, epochs, **kw):
+        return fit(net, bp.softmax_cross_entropy(), opt, params, x, y, key=3, epochs=epochs,
+                   batch_size=10, grad=source, accuracy=None, progress=False, **kw)
+
+    # Both gradient sources are compared step by step above; one suffices through fit.
+    single, four = run("backprop", 3), run("backprop", 3, devices=4)
+    out["fit_params"] = _max_rel(four.params, single.params)
+    out["fit_loss"] = _max_rel(jnp.asarray(four.history["train_loss"]),
+                               jnp.asarray(single.history["train_loss"]))
+    out["fit_moved"] = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
+        jax.tree_util.tree_leaves(single.params), jax.tree_util.tree_leaves(params)))
+    out["fit_on_4"] = all(len(a.sharding.device_set) == 4 and a.sharding.is_fully_replicated
+                          for a in jax.tree_util.tree_leaves(four.params))
+    with tempfile.TemporaryDirectory() as d:
+        run("backprop", 2, devices=4, checkpoint_dir=d)
+        resumed = run("backprop", 3, devices=4, checkpoint_dir=d, resume=True)
+    out["fit_resume_bitwise"] = all(
+        np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(resumed.params),
+                                             jax.tree_util.tree_leaves(four.params)))
+    return out
+
+
+def _start_worker() -> subprocess.Popen:
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen([sys.executable, __file__], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    atexit.register(proc.kill)  # not waited for when these tests are deselected
+    return proc
+
+
+# Started when pytest imports this file, so its compiles overlap the tests that run before.
+_WORKER = _start_worker() if __name__ != "__main__" else None
 
 
 @pytest.fixture(scope="module")
 def four_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
-    run = subprocess.run([sys.executable, __file__], capture_output=True, text=True, env=env,
-                         timeout=240)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    out, err = _WORKER.communicate(timeout=300)
+    assert _WORKER.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("source", ["backprop", "autodiff"])
@@ -90,9 +138,21 @@ def test_data_parallel_equals_single_device(four_devices, source, batch):
     assert r[f"replicated_{name}"], "parameters must come back replicated"
 
 
+def test_fit_on_four_devices_equals_one(four_devices):
+    r = four_devices
+    assert r["fit_moved"] > 1e-3 and r["fit_on_4"]
+    assert r["fit_params"] <= 1e-10
+    assert r["fit_loss"] <= 1e-10
+
+
+def test_four_device_run_resumes_bit_identically(four_devices):
+    assert four_devices["fit_resume_bitwise"]
+
+
+@pytest.mark.parametrize("source", ["backprop", "autodiff"])
 @pytest.mark.parametrize("batch", [8, 10])
-def test_compiled_step_reduces_across_devices(four_devices, batch):
-    assert four_devices[f"all_reduce_b{batch}"], "no all-reduce: the batch was not split"
+def test_compiled_step_reduces_across_devices(four_devices, source, batch):
+    assert four_devices[f"all_reduce_{source}_b{batch}"], "no all-reduce: the batch was not split"
 
 
 # ---- in this process (one device): padding, masking and argument errors ----------------
