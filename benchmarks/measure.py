@@ -82,11 +82,10 @@ def measure_config(config: Config, *, repeats: int, min_time: float, use_torch: 
     times = timing.time_interleaved(runners, repeats=repeats, min_time=min_time)
     compiles = {k: (r.compile_s, r.xla_compile_s) for k, r in runners.items()
                 if hasattr(r, "compile_s")}
-    losses = {k: float(np.asarray(r.loss).reshape(-1)[-1]) for k, r in runners.items()}
     ops = {k: hlo.op_counts(r.hlo_text()) for k, r in runners.items()
            if hasattr(r, "hlo_text") and "bp.optim.sgd" in k}
     return {"times": times, "compile": compiles, "flops": matmul_flops(config),
-            "steps": config.steps, "losses": losses, "hlo": ops}
+            "steps": config.steps, "hlo": ops}
 
 
 def fit_compiles() -> int | None:
@@ -108,7 +107,8 @@ def fit_compiles() -> int | None:
 
 
 def measure(configs: list[Config], *, repeats: int, min_time: float, use_torch: bool,
-            agreements, skipped: dict, command: str) -> str:
+            agreements, skipped: dict, command: str) -> dict:
+    """Times everything; returns the run as plain data (JSON-ready) for :func:`report.render`."""
     facts = machine_facts(use_torch)
     t_start = time.perf_counter()
     print("measuring the float32 matmul peak ...", flush=True)
@@ -122,12 +122,10 @@ def measure(configs: list[Config], *, repeats: int, min_time: float, use_torch: 
     print("measuring the matmul peak again ...", flush=True)
     for name, gflops in timing.matmul_peak(use_torch=use_torch).items():
         peaks[name] = max(peaks[name], gflops)
-    peak_name = max(peaks, key=peaks.get)
     n_fit = fit_compiles()
     with open("/proc/loadavg") as f:
         facts["load average (1, 5, 15 min) at end"] = " ".join(f.read().split()[:3])
     facts["benchmark wall time"] = f"{time.perf_counter() - t_start:.0f} s"
-    return report.markdown(
-        facts=facts, command=command, configs=configs, skipped=skipped, agreements=agreements,
-        results=results, peaks=peaks, peak_name=peak_name, repeats=repeats, min_time=min_time,
-        targets=report.targets(results, peaks[peak_name], n_fit))
+    return {"facts": facts, "command": command, "configs": [c.name for c in configs],
+            "skipped": skipped, "agreements": [list(a) for a in agreements], "results": results,
+            "peaks": peaks, "repeats": repeats, "min_time": min_time, "fit_compiles": n_fit}

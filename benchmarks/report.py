@@ -153,6 +153,21 @@ def target_table(rows: list[Target]) -> str:
     return "\n".join(lines)
 
 
+def render(run: dict) -> str:
+    """``docs/benchmarks.md`` from the data of one run (see ``measure.measure``)."""
+    from benchmarks.check import Agreement
+    from benchmarks.configs import CONFIGS
+
+    peaks = run["peaks"]
+    peak_name = max(peaks, key=peaks.get)
+    return markdown(
+        facts=run["facts"], command=run["command"],
+        configs=[CONFIGS[name] for name in run["configs"]], skipped=run["skipped"],
+        agreements=[Agreement(*a) for a in run["agreements"]], results=run["results"],
+        peaks=peaks, peak_name=peak_name, repeats=run["repeats"], min_time=run["min_time"],
+        targets=targets(run["results"], peaks[peak_name], run["fit_compiles"]))
+
+
 def markdown(*, facts, command, configs, skipped, agreements, results, peaks, peak_name,
              repeats, min_time, targets) -> str:
     from benchmarks.check import format_agreements

@@ -5,6 +5,7 @@ Usage::
     python -m benchmarks.run                 # full run (a few minutes on 2 cores)
     python -m benchmarks.run --quick         # correctness checks only, no timing, no file
     python -m benchmarks.run --configs xor,digits --repeats 5
+    python -m benchmarks.run --render benchmarks/last_run.json   # report from saved numbers
 
 Before timing anything, every implementation is checked to compute the same loss and gradients
 (and the same parameters after two optimizer steps); a mismatch stops the run.
@@ -18,6 +19,7 @@ NumPy runs the kernel OpenBLAS picks for this CPU; the report names the kernel.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -39,6 +41,10 @@ def parse_args(argv):
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
     p.add_argument("--out", default=None,
                    help="markdown report path (default docs/benchmarks.md; '-' for none)")
+    p.add_argument("--save", default=os.path.join(os.path.dirname(__file__), "last_run.json"),
+                   help="where the measurements are saved (default benchmarks/last_run.json)")
+    p.add_argument("--render", metavar="JSON", default=None,
+                   help="only rewrite the report from saved measurements (no timing)")
     p.add_argument("--keep-openblas-env", action="store_true",
                    help="do not remove OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for the NumPy timings")
     return p.parse_args(argv)
@@ -59,10 +65,15 @@ def _reexec_without_openblas_pins(args) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.render:
+        from benchmarks import report
+
+        with open(args.render) as f:
+            return _write(report.render(json.load(f)), args.out)
     if argv is None:
         _reexec_without_openblas_pins(args)
 
-    from benchmarks import check, configs, jaxbp_nets, torch_nets
+    from benchmarks import check, configs, jaxbp_nets, report, torch_nets
 
     use_torch = not args.no_torch and torch_nets.available()
     chosen, skipped = [], {}
@@ -91,15 +102,22 @@ def main(argv=None) -> int:
 
     from benchmarks import measure
 
-    report = measure.measure(chosen, repeats=args.repeats, min_time=args.min_time,
-                             use_torch=use_torch, agreements=agreements, skipped=skipped,
-                             command=" ".join(["python -m benchmarks.run", *sys.argv[1:]]))
-    print(report)
-    out = "docs/benchmarks.md" if args.out is None else args.out
+    data = measure.measure(chosen, repeats=args.repeats, min_time=args.min_time,
+                           use_torch=use_torch, agreements=agreements, skipped=skipped,
+                           command=" ".join(["python -m benchmarks.run", *sys.argv[1:]]))
+    with open(args.save, "w") as f:
+        json.dump(data, f, indent=1)
+    print(f"saved the measurements to {args.save}")
+    return _write(report.render(data), args.out)
+
+
+def _write(markdown: str, out: str | None) -> int:
+    print(markdown)
+    out = "docs/benchmarks.md" if out is None else out
     if out != "-":
         os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
         with open(out, "w") as f:
-            f.write(report)
+            f.write(markdown)
         print(f"wrote {out}")
     return 0
 
