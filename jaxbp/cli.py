@@ -31,6 +31,11 @@ TRAIN_DEFAULTS = {
                    decay=(0.1, 3000), epochs=100, batch_size=32, l1=0.0, l2=1e-4),
 }
 
+# ``--model cnn`` (digits only): the network of examples/digits_cnn.py, on 8x8x1 images with
+# pixels scaled to [0, 1]; ``hidden`` are its two convolution stages' channels.
+CNN_DEFAULTS = dict(hidden=(16, 32), activation="relu", optimizer="adam", lr=3e-3, decay=None,
+                    epochs=30, batch_size=32, l1=0.0, l2=0.0)
+
 
 def _hidden_sizes(text: str) -> tuple[int, ...]:
     try:
@@ -72,11 +77,15 @@ def _add_train_parser(sub) -> None:
 
     train = sub.add_parser(
         "train", help="train a network (default: XOR by hand-derived backprop)",
-        description="Train an MLP by hand-derived backprop (or autodiff) under jit. Checks the "
+        description="Train an MLP (or on digits, with --model cnn, a CNN) by hand-derived "
+                    "backprop (or autodiff) under jit. Checks the "
                     "manual gradients against jax.grad first; ends with the final metrics, "
                     "one per line as 'name: value'.")
     train.add_argument("dataset", nargs="?", default="xor", choices=sorted(TRAIN_DEFAULTS),
                        help="data set (default xor)")
+    train.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
+                       help="mlp (default), or cnn: a small convolutional network on the "
+                            "digits images (--hidden sets its two stages' channels)")
     train.add_argument("--hidden", type=_hidden_sizes, help="hidden widths, e.g. 32,32")
     train.add_argument("--activation", choices=sorted(ACTIVATIONS), help="hidden activation")
     opt = train.add_mutually_exclusive_group()
@@ -149,6 +158,36 @@ def _build(dataset: str, hidden, activation: str, drop_prob: float, num_classes:
     return bp.serial(*layers, bp.dense(num_classes)), bp.softmax_cross_entropy()
 
 
+def _build_cnn(channels, activation: str, drop_prob: float):
+    """conv-act-maxpool twice, flatten, (dropout), dense(10) for (8, 8, 1) digits images."""
+    import jaxbp as bp
+    from jaxbp.layers import ACTIVATIONS
+
+    if len(channels) != 2:
+        raise ValueError(f"--model cnn: --hidden {','.join(map(str, channels))} must give the "
+                         f"channels of the two convolution stages, e.g. --hidden 16,32.")
+    layers = []
+    for c in channels:
+        layers += [bp.conv2d(c, 3), ACTIVATIONS[activation](), bp.max_pool(2)]
+    layers.append(bp.flatten())
+    if drop_prob:
+        layers.append(bp.dropout(drop_prob))
+    return bp.serial(*layers, bp.dense(10)), bp.softmax_cross_entropy()
+
+
+def _digits_images(seed: int):
+    """The digits split as ``data.load`` splits it, as (8, 8, 1) images scaled to [0, 1].
+
+    Not standardised per pixel: a convolution shares its weights across positions, so every
+    position should keep the same scale.
+    """
+    from jaxbp import data
+
+    splits = data.split(*data.digits(), seed=seed)
+    train, val, test = (data.Split(s.x.reshape(-1, 8, 8, 1) / 16.0, s.y) for s in splits)
+    return data.Dataset("digits", train, val, test, 10)
+
+
 def _make_optimizer(args, cfg):
     import optax
 
@@ -182,16 +221,25 @@ def _cmd_train(args, out=print) -> int:
     given = {"hidden": args.hidden, "activation": args.activation, "optimizer": args.optimizer,
              "lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size,
              "l1": args.l1, "l2": args.l2}
-    cfg = {**TRAIN_DEFAULTS[args.dataset], **{k: v for k, v in given.items() if v is not None}}
+    cnn = getattr(args, "model", "mlp") == "cnn"
+    defaults = CNN_DEFAULTS if cnn else TRAIN_DEFAULTS[args.dataset]
+    cfg = {**defaults, **{k: v for k, v in given.items() if v is not None}}
     try:
         if not args.dropout < 1.0:
             raise ValueError(f"--dropout {args.dropout:g} must be a probability in [0, 1).")
         if args.plot:
             plot._check_path(args.plot)
             plot.require_matplotlib()
-        ds = data.load(args.dataset, seed=args.seed)
-        net, loss = _build(args.dataset, cfg["hidden"], cfg["activation"], args.dropout,
-                           ds.num_classes)
+        if cnn and args.dataset != "digits":
+            raise ValueError(f"--model cnn works on image data, i.e. digits, not "
+                             f"{args.dataset!r}. Fix: jaxbp train digits --model cnn.")
+        if cnn:
+            ds = _digits_images(args.seed)
+            net, loss = _build_cnn(cfg["hidden"], cfg["activation"], args.dropout)
+        else:
+            ds = data.load(args.dataset, seed=args.seed)
+            net, loss = _build(args.dataset, cfg["hidden"], cfg["activation"], args.dropout,
+                               ds.num_classes)
         optimizer, opt_name = _make_optimizer(args, cfg)
         resume_from = _resume_from(args)
     except (ValueError, TypeError, ImportError) as e:
