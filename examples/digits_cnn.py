@@ -17,8 +17,8 @@ from ``[0, 16]`` to ``[0, 1]``. (Not standardised per pixel: that would rescale 
 differently and blur the spatial structure the convolutions share weights across.)
 
 Measured with the defaults (30 epochs, Adam 3e-3, batch 32), test accuracy over seeds 0-4:
-99.6, 99.3, 98.5, 98.9, 98.1 % (270 test images; CPU, about 10-20 s each on a busy 2-core
-machine). ``tests/test_examples_cnn_rnn.py`` runs a short version.
+99.3, 99.3, 98.5, 98.9, 98.1 % (270 test images; CPU, about 10-15 s each on a busy 2-core
+machine, most of it compilation). ``tests/test_examples_cnn_rnn.py`` runs a short version.
 
 Run:  python examples/digits_cnn.py [--epochs 30] [--seed 0]
 """

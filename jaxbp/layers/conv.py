@@ -145,32 +145,35 @@ def conv_transpose_input(dy: Array, w: Array, hw, strides, pads: Pads,
     tails = unused_tail(hw, (kh, kw), strides, pads)
     trans_pads = [(k - 1 - lo, k - 1 - hi + tail)
                   for k, (lo, hi), tail in zip((kh, kw), pads, tails)]
-    w_flip = jnp.flip(w, axis=(0, 1))
-    if groups == 1:
-        rhs, spec = w_flip, ("NHWC", "HWOI", "NHWC")   # c_out becomes the input feature
-    else:
-        # Grouped: swap in/out within each group,
-        # (kh, kw, cg_in, G * cg_out) -> (kh, kw, cg_out, G * cg_in).
-        cg_in, c_out = w.shape[2], w.shape[3]
-        cg_out = c_out // groups
-        rhs = w_flip.reshape(kh, kw, cg_in, groups, cg_out).transpose(0, 1, 4, 3, 2)
-        rhs = rhs.reshape(kh, kw, cg_out, groups * cg_in)
-        spec = _NHWC
+    # Flip in space and swap in/out channels within each group (c_out becomes the input
+    # feature): (kh, kw, cg_in, G * cg_out) -> (kh, kw, cg_out, G * cg_in); G = 1 is a swapaxes.
+    # Written as an explicit transpose to plain HWIO, because XLA's CPU compiler leaves
+    # convolutions with other dimension numbers on a slow generic path inside lax.scan loops
+    # (~14x slower there; benchmarks/conv_layout.py).
+    cg_in, c_out = w.shape[2], w.shape[3]
+    cg_out = c_out // groups
+    rhs = jnp.flip(w, axis=(0, 1)).reshape(kh, kw, cg_in, groups, cg_out)
+    rhs = rhs.transpose(0, 1, 4, 3, 2).reshape(kh, kw, cg_out, groups * cg_in)
     return lax.conv_general_dilated(dy, rhs, (1, 1), trans_pads, lhs_dilation=strides,
-                                    dimension_numbers=spec, feature_group_count=groups)
+                                    dimension_numbers=_NHWC, feature_group_count=groups)
 
 
 def conv_kernel_grad(x: Array, dy: Array, window, strides, pads: Pads) -> Array:
     """``dw: (kh, kw, c_in, c_out)``: correlate the padded input with ``dy`` dilated by the stride.
 
     The batch axis is contracted, so it plays the role of the feature axis: ``x`` is read as
-    ``(c_in)`` examples of ``batch`` features, ``dy`` as a ``(Ho, Wo)`` kernel from ``batch``
-    to ``c_out`` features. The high padding drops the unused tail so the output is ``kh x kw``.
+    ``c_in`` examples of ``batch`` features, ``(c_in, H, W, batch)``, and ``dy`` as a
+    ``(Ho, Wo)`` kernel from ``batch`` to ``c_out`` features, ``(Ho, Wo, batch, c_out)``; the
+    result ``(c_in, kh, kw, c_out)`` is transposed to HWIO. The high padding drops the unused
+    tail so the output is ``kh x kw``. (Explicit transposes to plain NHWC/HWIO rather than
+    permuted dimension numbers: see the note in :func:`conv_transpose_input`.)
     """
     tails = unused_tail(x.shape[1:3], window, strides, pads)
     grad_pads = [(lo, hi - tail) for (lo, hi), tail in zip(pads, tails)]
-    return lax.conv_general_dilated(x, dy, (1, 1), grad_pads, rhs_dilation=strides,
-                                    dimension_numbers=("CHWN", "IHWO", "HWNC"))
+    dw = lax.conv_general_dilated(jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(dy, (1, 2, 0, 3)),
+                                  (1, 1), grad_pads, rhs_dilation=strides,
+                                  dimension_numbers=_NHWC)
+    return jnp.transpose(dw, (1, 2, 0, 3))
 
 
 def check_images(name: str, x, channels: int | None, why: str = "") -> tuple[int, ...]:
