@@ -202,7 +202,10 @@ def embedding(vocab_size: int, d: int, *, scale: float = 1.0, dtype=None) -> Lay
     gradient: ``dx`` is a ``float0`` zero array shaped like the tokens, as ``jax.vjp`` gives.
 
     Args:
-      vocab_size: number of distinct tokens; tokens must lie in ``[0, vocab_size)``.
+      vocab_size: number of distinct tokens; tokens must lie in ``[0, vocab_size)``. This is
+        checked (``ValueError``) when ``forward`` runs eagerly; under ``jit`` the values are
+        unknown, and an out-of-range id would be clamped by the lookup but dropped by the
+        backward's scatter-add — so check token ranges before compiling a training loop.
       d: embedding size.
       scale: rows start as ``scale * N(0, 1)``.
       dtype: parameter dtype; ``None`` uses JAX's default float.
