@@ -1,21 +1,36 @@
 """`jaxbp check`: every built-in layer and loss, its table printed; exit 1 on any failure."""
 
 import jax.numpy as jnp
+import pytest
 
 import jaxbp as bp
 from jaxbp import _builtin_cases, cli
 
 
-def test_jaxbp_check_passes_every_builtin_over_several_draws(capsys):
-    # Several draws per batch size (1 and 3); relu-type layers draw inputs exactly at 0.
-    assert cli.main(["check", "--draws", "3", "--seed", "1"]) == 0
+CASES = _builtin_cases.LAYER_CASES + _builtin_cases.LOSS_CASES
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_every_builtin_passes_over_several_draws(case):
+    """No false failure on a correct built-in: batch 1 and 3, three draws each; ReLU-type
+    layers with a third of their inputs exactly 0, max-pool with exact ties. (One test per
+    case, so that pytest-xdist spreads the compiles over workers.)"""
+    if isinstance(case, _builtin_cases.LayerCase):
+        report = bp.check_layer(case.make(), case.input_shape, key=1, draws=3,
+                                input_fn=case.draw, training=case.training)
+    else:
+        report = bp.check_loss(case.make(), case.pred_shape, key=1, draws=3,
+                               pred_fn=case.draw_pred, target_fn=case.draw_true)
+    assert report.ok, report
+
+
+def test_jaxbp_check_prints_a_table_per_case_and_exits_0(capsys):
+    assert cli.main(["check", "--only", "relu", "--draws", "1"]) == 0
     out = capsys.readouterr().out
-    cases = _builtin_cases.LAYER_CASES + _builtin_cases.LOSS_CASES
-    for case in cases:
-        assert f"[{case.name}] gradient check of " in out, case.name
-    assert f"checked {len(cases)} built-in layers and losses: all ok" in out
-    assert "FAIL" not in out
-    assert "max rel err" in out and "kink" in out
+    for name in ("relu", "leaky_relu"):
+        assert f"[{name}] gradient check of " in out
+    assert "checked 2 built-in layers and losses: all ok" in out
+    assert "max rel err" in out and "kink" in out and "FAIL" not in out
 
 
 def test_jaxbp_check_exits_1_and_explains_a_failure(capsys, monkeypatch):
