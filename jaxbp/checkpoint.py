@@ -259,8 +259,9 @@ def _rebuild(entry: dict, value: np.ndarray, leaf: Any) -> Any:
         value = value.astype(np.dtype(leaf.dtype))
     sharding = getattr(leaf, "sharding", None)
     if kind == "key":
-        key = jax.random.wrap_key_data(value, impl=entry["impl"])
-        return jax.device_put(key, sharding) if sharding is not None else key
+        if sharding is not None:  # the raw bits are placed like the template, then wrapped
+            value = jax.make_array_from_callback(value.shape, sharding, lambda i: value[i])
+        return jax.random.wrap_key_data(value, impl=entry["impl"])
     if isinstance(leaf, np.ndarray):
         return value
     if sharding is not None:  # each process supplies the shards its devices hold
@@ -279,6 +280,22 @@ def load(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
     Raises:
       FileNotFoundError: nothing at ``path``.
       CheckpointError: a truncated, corrupted or foreign file, or one that does not fit.
+
+    Examples:
+      >>> import os, tempfile, jax, jaxbp as bp
+      >>> from jaxbp import checkpoint
+      >>> net = bp.serial(bp.dense(3))
+      >>> params, _ = net.init(jax.random.key(0), (2,))
+      >>> path = os.path.join(tempfile.mkdtemp(), "state.npz")
+      >>> _ = checkpoint.save(path, {"params": params, "step": 5}, metadata={"note": "hi"})
+      >>> state, metadata = checkpoint.load(path, {"params": params, "step": 0})
+      >>> state["step"], metadata
+      (5, {'note': 'hi'})
+      >>> other, _ = bp.serial(bp.dense(4)).init(jax.random.key(0), (2,))
+      >>> checkpoint.load(path, {"params": other, "step": 0})
+      Traceback (most recent call last):
+      ...
+      jaxbp.checkpoint.CheckpointError: '...state.npz': leaf ['params'][0].w has shape (2, 3) in the file but (2, 4) in the template. Fix: ...
     """
     path = Path(path)
     names_leaves, treedef = _flatten(template)

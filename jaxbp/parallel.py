@@ -49,7 +49,7 @@ def make_mesh(devices: int | Sequence[Any] | None = None) -> Mesh:
 
     Examples:
       >>> from jaxbp.parallel import make_mesh
-      >>> make_mesh(1).shape
+      >>> dict(make_mesh(1).shape)
       {'batch': 1}
     """
     available = jax.devices()
@@ -94,7 +94,9 @@ def put(tree: Any, sharding: NamedSharding) -> Any:
     """
     def one(leaf):
         if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            return jax.device_put(leaf, sharding)
+            # A key travels as its raw bits (device_put cannot target other hosts' devices).
+            data = one(jax.random.key_data(leaf))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
         value = np.asarray(leaf)
         return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 

@@ -157,6 +157,13 @@ def test_save_errors_name_the_argument(tmp_path):
     assert list(tmp_path.iterdir()) == [], "a failed save must leave nothing behind"
 
 
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(ck, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
 def test_directory_keeps_the_newest(tmp_path):
     assert ck.latest(tmp_path / "none") is None
     (tmp_path / ".checkpoint_00000009.npz.abc.tmp").write_bytes(b"partial")

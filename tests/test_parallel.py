@@ -2,12 +2,11 @@
 
 JAX fixes its device count when it starts, so the 4-device checks run in a subprocess started
 with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``: this file run as a script is
-that worker; it prints one JSON line of measurements that the tests below judge.
+that worker; it prints one JSON line of measurements that the test below judges.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import subprocess
@@ -106,53 +105,27 @@ def _fit_worker() -> dict:
     return out
 
 
-def _start_worker() -> subprocess.Popen:
+def test_four_devices_match_one_device():
+    """One test, so that under pytest-xdist the 4-device worker runs once, on one worker."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
                JAX_PLATFORMS="cpu")
-    proc = subprocess.Popen([sys.executable, __file__], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    atexit.register(proc.kill)  # not waited for when these tests are deselected
-    return proc
-
-
-# Started when pytest imports this file, so its compiles overlap the tests that run before.
-_WORKER = _start_worker() if __name__ != "__main__" else None
-
-
-@pytest.fixture(scope="module")
-def four_devices():
-    out, err = _WORKER.communicate(timeout=300)
-    assert _WORKER.returncode == 0, err[-3000:]
-    return json.loads(out.strip().splitlines()[-1])
-
-
-@pytest.mark.parametrize("source", ["backprop", "autodiff"])
-@pytest.mark.parametrize("batch", [8, 10])
-def test_data_parallel_equals_single_device(four_devices, source, batch):
-    r = four_devices
+    run = subprocess.run([sys.executable, __file__], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    r = json.loads(run.stdout.strip().splitlines()[-1])
     assert r["devices"] == 4
-    name = f"{source}_b{batch}"
-    assert r[f"moved_{name}"] > 1e-3, "training must move the parameters for the test to mean much"
-    assert r[f"values_{name}"] <= 1e-10
-    assert r[f"params_{name}"] <= 1e-10
-    assert r[f"replicated_{name}"], "parameters must come back replicated"
-
-
-def test_fit_on_four_devices_equals_one(four_devices):
-    r = four_devices
-    assert r["fit_moved"] > 1e-3 and r["fit_on_4"]
-    assert r["fit_params"] <= 1e-10
-    assert r["fit_loss"] <= 1e-10
-
-
-def test_four_device_run_resumes_bit_identically(four_devices):
-    assert four_devices["fit_resume_bitwise"]
-
-
-@pytest.mark.parametrize("source", ["backprop", "autodiff"])
-@pytest.mark.parametrize("batch", [8, 10])
-def test_compiled_step_reduces_across_devices(four_devices, source, batch):
-    assert four_devices[f"all_reduce_{source}_b{batch}"], "no all-reduce: the batch was not split"
+    for source in ("backprop", "autodiff"):
+        for batch in (8, 10):  # 10 rows are padded to 12 and masked
+            name = f"{source}_b{batch}"
+            assert r[f"moved_{name}"] > 1e-3, f"{name}: training must move the parameters"
+            assert r[f"values_{name}"] <= 1e-10, f"{name}: objective differs from one device"
+            assert r[f"params_{name}"] <= 1e-10, f"{name}: parameters differ from one device"
+            assert r[f"replicated_{name}"], f"{name}: parameters must come back replicated"
+            assert r[f"all_reduce_{name}"], f"{name}: no all-reduce, the batch was not split"
+    assert r["fit_moved"] > 1e-3 and r["fit_on_4"], "fit(devices=4) did not train on 4 devices"
+    assert r["fit_params"] <= 1e-10, "fit(devices=4) parameters differ from fit()"
+    assert r["fit_loss"] <= 1e-10, "fit(devices=4) history differs from fit()"
+    assert r["fit_resume_bitwise"], "a 4-device run resumed differs from the uninterrupted one"
 
 
 # ---- in this process (one device): padding, masking and argument errors ----------------
@@ -201,6 +174,15 @@ def test_one_device_data_parallel_matches():
     _, want = jax.jit(bp.backprop(net, loss))(params, x, y)
     _, got = data_parallel("backprop", devices=1)(net, loss)(params, x, y)
     assert _max_rel(got, want) <= 1e-12
+
+
+def test_docstring_examples():
+    import doctest
+
+    import jaxbp.parallel
+
+    result = doctest.testmod(jaxbp.parallel, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_errors_name_the_argument():

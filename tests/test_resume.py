@@ -3,13 +3,11 @@ and from the ``jaxbp train`` command line."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
