@@ -9,6 +9,7 @@ dominated by XLA compile time, so everything for the first chunk is one compiled
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -84,6 +85,23 @@ def oracle(fn: Callable, extra: Callable) -> Oracle:
                   jax.jit(chunk, **quick))
 
 
+def cache(maxsize: int):
+    """``functools.lru_cache`` that falls back to no caching for unhashable arguments (a
+    hand-made Layer holding a list): compiled witnesses are reused when they can be."""
+    def wrap(fn):
+        cached = functools.lru_cache(maxsize=maxsize)(fn)
+
+        @functools.wraps(fn)
+        def call(*args):
+            try:
+                hash(args)
+            except TypeError:
+                return fn(*args)
+            return cached(*args)
+        return call
+    return wrap
+
+
 def witnesses(oracle: Oracle, primal, aux, *, step: float, magnitude: Callable = lambda e: 0.0):
     """Runs the oracle: ``(manual, autodiff, [FiniteDiff per leaf of primal])``.
 
@@ -125,4 +143,4 @@ def witnesses(oracle: Oracle, primal, aux, *, step: float, magnitude: Callable =
     return manual, auto, out
 
 
-__all__ = ["Oracle", "is_float", "oracle", "to64", "witnesses"]
+__all__ = ["Oracle", "cache", "is_float", "oracle", "to64", "witnesses"]

@@ -28,7 +28,6 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -39,8 +38,8 @@ from jaxbp._core import Layer, Loss, check_input_shape, split_key
 from jaxbp._diagnose import Context, diagnose
 from jaxbp._report import (FAIL, GradientCheckError, GradientReport, LeafCheck,
                            compare_leaf, merge)
-from jaxbp._witnesses import Oracle, is_float, oracle, to64, witnesses
-from jaxbp.gradients import _mask, backprop, objective
+from jaxbp._witnesses import Oracle, cache, is_float, oracle, to64, witnesses
+from jaxbp.gradients import _check_coeff, _mask, backprop, objective
 
 STEP = 1e-6
 """Default finite-difference step, relative: ``h = STEP · max(1, |θ_i|)``."""
@@ -109,7 +108,7 @@ def _structure_row(prefix: str, got, want, where: str) -> LeafCheck:
                      hint="wrong structure: return the same NamedTuple/tuple as params")
 
 
-@functools.lru_cache(maxsize=256)
+@cache(maxsize=256)
 def _layer_oracle(layer: Layer):
     def fn(primal, aux):
         dy, x_static, key = aux
@@ -186,7 +185,7 @@ def _localize(layer: Layer, params, x, dy, key, tol: _Tol, trail: str = ""):
     return None
 
 
-@functools.lru_cache(maxsize=64)
+@cache(maxsize=64)
 def _sublayer_inputs(layer: Layer):
     """Jitted: the input of each sublayer (and the output last) at ``(params, x)``."""
 
@@ -200,7 +199,7 @@ def _sublayer_inputs(layer: Layer):
     return run
 
 
-@functools.lru_cache(maxsize=64)
+@cache(maxsize=64)
 def _loss_oracle(loss: Loss):
     return oracle(lambda primal, y_true: loss.value(primal["y_pred"], y_true),
                    lambda primal, y_true: loss.grad(primal["y_pred"], y_true))
@@ -383,10 +382,9 @@ def check_gradients(net: Layer, loss: Loss, params, x, y, *, l1: float = 0.0, l2
             raise TypeError(f"check_gradients: {arg} must be a jaxbp {cls.__name__}, got "
                             f"{type(v).__name__}. Fix: pass e.g. {fix}.")
     tol = _tol(rtol, fd_rtol, step)
-    if regularize is None and key is None:  # hashable: reuse the compiled witnesses
-        net_oracle = _network_oracle(net, loss, float(l1), float(l2), grad_fn)
-    else:
-        net_oracle = _network_oracle.__wrapped__(net, loss, l1, l2, grad_fn, regularize, key)
+    l1, l2 = _check_coeff("l1", l1), _check_coeff("l2", l2)
+    # Reused across calls with the same network, loss and options (compiled once per shape).
+    net_oracle = _network_oracle(net, loss, l1, l2, grad_fn, regularize, key)
     prefix = "layers" if net.sublayers else ""
     with jax.enable_x64(True):
         params, x, y = to64(params), to64(x), to64(y)
@@ -410,7 +408,7 @@ def check_gradients(net: Layer, loss: Loss, params, x, y, *, l1: float = 0.0, l2
     return GradientReport(report.subject, report.rows, *location, settings=report.settings)
 
 
-@functools.lru_cache(maxsize=32)
+@cache(maxsize=32)
 def _network_oracle(net, loss, l1, l2, grad_fn, regularize=None, key=None) -> Oracle:
     j = objective(net, loss, l1=l1, l2=l2, regularize=regularize)
     manual_fn = grad_fn or backprop(net, loss, l1=l1, l2=l2, regularize=regularize)

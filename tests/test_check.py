@@ -175,6 +175,17 @@ def test_float32_layer_checked_in_float64():
     assert report.ok and all(r.max_rel_err < 1e-12 for r in report.rows)
 
 
+def test_a_hand_made_layer_with_unhashable_fields_is_checked_uncached():
+    good = bp.serial(bp.dense(2), bp.tanh())
+    layer = good._replace(sublayers=list(good.sublayers))  # a list: not hashable
+    assert bp.check_layer(layer, (3,), batch_sizes=(2,), draws=1).ok
+    wrong = layer._replace(sublayers=[good.sublayers[0], bp.tanh()._replace(
+        backward=lambda p, y, dy: ((), -dy * (1 - y * y)))])
+    wrong = wrong._replace(backward=bp.serial(*wrong.sublayers).backward)
+    report = bp.check_layer(wrong, (3,), batch_sizes=(2,), draws=1)
+    assert report.location == "layer 1 (tanh): dx wrong", report
+
+
 # --------------------------------------------------------------------------------------
 # x64 is scoped to the check.
 
@@ -239,5 +250,7 @@ def test_errors_name_the_argument_and_the_fix():
         bp.check_layer(bp.relu(), (3,), key="a")
     with pytest.raises(TypeError, match=r"loss must be a jaxbp Loss.*bp\.mse\(\)"):
         bp.check_gradients(MLP, bp.mse, (), jnp.ones((1, 3)), jnp.ones((1, 2)))
+    with pytest.raises(TypeError, match=r"l2='a' must be a non-negative number"):
+        bp.check_gradients(MLP, MSE, (), jnp.ones((1, 3)), jnp.ones((1, 2)), l2="a")
     with pytest.raises(TypeError, match=r"check_loss: loss must be a jaxbp Loss"):
         bp.check_loss(bp.mse, (3,))
