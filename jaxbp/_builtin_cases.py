@@ -105,6 +105,10 @@ LAYER_CASES: list[LayerCase] = [
     LayerCase("embedding", lambda: bp.embedding(6, 3), (4,), tokens(6)),
     LayerCase("cnn", lambda: bp.serial(bp.conv2d(2, 3), bp.relu(), bp.max_pool(2), bp.flatten(),
                                        bp.dense(3)), (4, 4, 1), with_zeros),
+    LayerCase("conv2d_explicit_pads", lambda: bp.conv2d(2, (3, 2), stride=(2, 3),
+                                                        padding=((2, 1), (0, 1))), (5, 6, 1)),
+    LayerCase("sequence_model", lambda: bp.serial(bp.embedding(5, 3), bp.lstm(4),
+                                                  bp.last_step(), bp.dense(2)), (4,), tokens(5)),
 ]
 
 LOSS_CASES: list[LossCase] = [
