@@ -4,7 +4,7 @@ from jaxbp._core import Layer, Loss, count_params, serial
 from jaxbp.gradients import as_custom_vjp, autodiff, backprop, objective, penalty, penalty_grad
 from jaxbp.check import (GradientCheckError, GradientReport, assert_gradients_match,
                          check_gradients, check_layer, check_loss)
-from jaxbp import data, optim
+from jaxbp import checkpoint, data, optim, parallel
 from jaxbp.train import FitResult, TrainState, evaluate, fit, make_train_step
 from jaxbp.layers import (
     Conv2DParams,
@@ -43,6 +43,7 @@ from jaxbp.losses import (
     mse,
     sigmoid_binary_cross_entropy,
     softmax_cross_entropy,
+    weighted,
 )
 
 __version__ = "0.1.0"
@@ -68,11 +69,13 @@ __all__ = [
     "Loss",
     "FitResult",
     "TrainState",
+    "checkpoint",
     "data",
     "evaluate",
     "fit",
     "make_train_step",
     "optim",
+    "parallel",
     "autodiff",
     "backprop",
     "as_custom_vjp",
@@ -105,4 +108,5 @@ __all__ = [
     "softmax_cross_entropy",
     "softplus",
     "tanh",
+    "weighted",
 ]

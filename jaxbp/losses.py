@@ -164,6 +164,32 @@ def softmax_cross_entropy() -> Loss:
     return Loss(value, grad, name)
 
 
+def weighted(loss: Loss) -> Loss:
+    """``loss`` with per-example weights: targets become ``(y_true, w)`` with ``w: (batch,)``.
+
+    ``value = sum_i w_i l_i`` where ``l_i = loss.value(y_pred[i:i+1], y_true[i:i+1])`` is the
+    loss of example ``i`` on its own, and row ``i`` of ``grad`` is ``w_i dl_i/dy_pred_i`` — still
+    the loss's own hand-derived gradient, evaluated row by row with ``jax.vmap``. With
+    ``w_i = 1 / batch`` this is the plain batch mean (every loss here is a mean over examples);
+    a row with ``w_i = 0`` contributes exactly nothing, value or gradient. This is how padded
+    rows of a ragged or device-split batch are masked.
+    """
+
+    def per_example(f, y_pred, y_true):
+        return jax.vmap(lambda p, t: f(p[None], t[None]))(y_pred, y_true)
+
+    def value(y_pred, y_true_w):
+        y_true, w = y_true_w
+        return jnp.sum(w * per_example(loss.value, y_pred, y_true))
+
+    def grad(y_pred, y_true_w):
+        y_true, w = y_true_w
+        g = per_example(loss.grad, y_pred, y_true)[:, 0]
+        return g * w.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype)
+
+    return Loss(value, grad, f"weighted({loss.name})")
+
+
 LOSSES = {
     "mse": mse,
     "binary_cross_entropy": binary_cross_entropy,

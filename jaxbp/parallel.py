@@ -36,6 +36,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxbp._core import Array, Layer, Loss, Params
 from jaxbp.gradients import GRADIENTS, GradFn
+from jaxbp.losses import weighted
 
 BATCH_AXIS = "batch"
 
@@ -132,22 +133,18 @@ def masked(loss: Loss, mask: Array) -> Loss:
         value = (1/M) sum_i m_i ℓ_i                    M = sum_i m_i
         grad  = dvalue/dŷ_i = (m_i / M) dℓ_i/dŷ_i       (batch, ...), row by row
 
-    Both are computed per row with ``jax.vmap``, so ``grad`` stays the loss's own hand-derived
-    gradient. Exact for every batch-mean loss; not for a loss that couples rows.
+    That is :func:`jaxbp.losses.weighted` with weights ``m_i / M``, so ``grad`` stays the loss's
+    own hand-derived gradient. Exact for every batch-mean loss; not for a loss that couples rows.
     """
-    def rows(fn, y_pred, y_true):
-        return jax.vmap(lambda p, t: fn(p[None], t[None]))(y_pred, y_true)
+    per_row = weighted(loss)
 
-    def value(y_pred, y_true):
-        per_row = rows(loss.value, y_pred, y_true)
-        return jnp.sum(mask.astype(per_row.dtype) * per_row) / jnp.sum(mask).astype(per_row.dtype)
+    def weights(y_pred):
+        m = mask.astype(y_pred.dtype)
+        return m / jnp.sum(m)
 
-    def grad(y_pred, y_true):
-        per_row = rows(loss.grad, y_pred, y_true)[:, 0]
-        weight = mask.astype(per_row.dtype) / jnp.sum(mask).astype(per_row.dtype)
-        return weight.reshape((-1,) + (1,) * (per_row.ndim - 1)) * per_row
-
-    return Loss(value, grad, f"masked({loss.name})")
+    return Loss(lambda y_pred, y_true: per_row.value(y_pred, (y_true, weights(y_pred))),
+                lambda y_pred, y_true: per_row.grad(y_pred, (y_true, weights(y_pred))),
+                f"masked({loss.name})")
 
 
 def constrain(tree: Any, sharding: NamedSharding) -> Any:

@@ -37,6 +37,7 @@ import optax
 from jaxbp import checkpoint, parallel
 from jaxbp._core import Array, Layer, Loss, Params, PRNGKey
 from jaxbp.gradients import GRADIENTS, _check_coeff, backprop
+from jaxbp.losses import weighted
 from jaxbp.optim import apply_updates
 
 Accuracy = Callable[[Array, Array], Array]  # (y_pred, y_true) -> per-example 0/1, shape (batch,)
@@ -140,28 +141,7 @@ def _as_inputs(params, x, y) -> tuple[Array, Array]:
 # Masked (per-example weighted) loss and accuracy
 
 
-def masked(loss: Loss) -> Loss:
-    """``loss`` with per-example weights: targets become ``(y_true, w)``, ``w: (batch,)``.
-
-    ``value = sum_i w_i l_i`` where ``l_i = loss.value(y_pred[i:i+1], y_true[i:i+1])`` is the
-    loss of example ``i`` on its own, and ``grad`` row ``i`` is ``w_i dl_i/dy_pred_i``. With
-    ``w_i = 1 / batch`` this is the plain batch mean (every loss here is a mean over examples);
-    a row with ``w_i = 0`` contributes exactly nothing, value or gradient.
-    """
-
-    def per_example(f, y_pred, y_true):
-        return jax.vmap(lambda p, t: f(p[None], t[None]))(y_pred, y_true)
-
-    def value(y_pred, y_true_w):
-        y_true, w = y_true_w
-        return jnp.sum(w * per_example(loss.value, y_pred, y_true))
-
-    def grad(y_pred, y_true_w):
-        y_true, w = y_true_w
-        g = per_example(loss.grad, y_pred, y_true)[:, 0]
-        return g * w.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype)
-
-    return Loss(value, grad, f"masked({loss.name})")
+masked = weighted  # ragged batches: padded rows get weight exactly 0
 
 
 @functools.lru_cache(maxsize=None)  # one function per loss, so compiled evaluations are shared
