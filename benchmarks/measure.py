@@ -77,15 +77,22 @@ def runners_for(config: Config, use_torch: bool) -> dict:
     return out
 
 
+MATMUL = "matmul 2048 (float32)"
+
+
 def measure_config(config: Config, *, repeats: int, min_time: float, use_torch: bool) -> dict:
     runners = runners_for(config, use_torch)
+    libraries = ["jax", "numpy"] + (["torch"] if use_torch else [])
+    matmuls = {f"{lib} {MATMUL}": timing.Matmul(lib) for lib in libraries}
+    runners.update(matmuls)
     times = timing.time_interleaved(runners, repeats=repeats, min_time=min_time)
+    peaks = {label: m.flops / timing.median(times.pop(label)) / 1e9 for label, m in matmuls.items()}
     compiles = {k: (r.compile_s, r.xla_compile_s) for k, r in runners.items()
                 if hasattr(r, "compile_s")}
     ops = {k: hlo.op_counts(r.hlo_text()) for k, r in runners.items()
            if hasattr(r, "hlo_text") and "bp.optim.sgd" in k}
     return {"times": times, "compile": compiles, "flops": matmul_flops(config),
-            "steps": config.steps, "hlo": ops}
+            "steps": config.steps, "hlo": ops, "peaks": peaks}
 
 
 def fit_compiles() -> int | None:
@@ -111,21 +118,16 @@ def measure(configs: list[Config], *, repeats: int, min_time: float, use_torch: 
     """Times everything; returns the run as plain data (JSON-ready) for :func:`report.render`."""
     facts = machine_facts(use_torch)
     t_start = time.perf_counter()
-    print("measuring the float32 matmul peak ...", flush=True)
-    peaks = timing.matmul_peak(use_torch=use_torch)
     results = {}
     for config in configs:
         print(f"timing {config.name} ...", flush=True)
         results[config.name] = measure_config(config, repeats=repeats, min_time=min_time,
                                               use_torch=use_torch)
         print(report.time_table({config.name: results[config.name]}), flush=True)
-    print("measuring the matmul peak again ...", flush=True)
-    for name, gflops in timing.matmul_peak(use_torch=use_torch).items():
-        peaks[name] = max(peaks[name], gflops)
     n_fit = fit_compiles()
     with open("/proc/loadavg") as f:
         facts["load average (1, 5, 15 min) at end"] = " ".join(f.read().split()[:3])
     facts["benchmark wall time"] = f"{time.perf_counter() - t_start:.0f} s"
     return {"facts": facts, "command": command, "configs": [c.name for c in configs],
             "skipped": skipped, "agreements": [list(a) for a in agreements], "results": results,
-            "peaks": peaks, "repeats": repeats, "min_time": min_time, "fit_compiles": n_fit}
+            "repeats": repeats, "min_time": min_time, "fit_compiles": n_fit}

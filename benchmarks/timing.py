@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import Callable, Protocol
+from typing import Protocol
 
 
 class Timed(Protocol):
@@ -14,14 +14,23 @@ class Timed(Protocol):
     def run(self) -> None: ...
 
 
+def framework(label: str) -> str:
+    """``"jaxbp backprop, ..."`` -> ``"jaxbp"``: the library whose thread pool a runner uses."""
+    return label.replace(",", " ").split()[0]
+
+
 def time_interleaved(runners: dict[str, Timed], *, repeats: int, min_time: float,
-                     warmup: int = 1) -> dict[str, list[float]]:
+                     warmup: int = 1, settle: float = 0.2) -> dict[str, list[float]]:
     """Seconds per step for each runner: ``repeats`` samples, taken round-robin.
 
     Each runner is warmed up, then calibrated so that one sample (``inner`` epochs) lasts at least
     ``min_time`` seconds. Samples are taken in rounds, one per runner per round, so that a burst of
     load from elsewhere on a shared machine hits every implementation alike instead of the one that
-    happened to be running.
+    happened to be running. Before a sample of another library than the previous sample's, the
+    harness sleeps ``settle`` seconds and runs one untimed epoch: OpenBLAS and OpenMP worker
+    threads spin for a while after their last call, and on 2 cores they would otherwise slow the
+    next library down (PyTorch right after NumPy ran ~3x slower in our profiling). The order
+    rotates from round to round, so no runner is always the first after a pause.
     """
     inner = {}
     for name, runner in runners.items():
@@ -32,13 +41,32 @@ def time_interleaved(runners: dict[str, Timed], *, repeats: int, min_time: float
         one = time.perf_counter() - t0
         inner[name] = max(1, math.ceil(min_time / max(one, 1e-9)))
     samples: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, runner in runners.items():
+    groups: dict[str, list[str]] = {}
+    for name in runners:
+        groups.setdefault(framework(name), []).append(name)
+    last = None
+    for r in range(repeats):
+        for name in _round_order(list(groups.values()), r):
+            runner = runners[name]
+            if framework(name) != last:
+                time.sleep(settle)
+                runner.run()  # untimed: wakes this library's threads, warms caches and clocks
+                last = framework(name)
             t0 = time.perf_counter()
             for _ in range(inner[name]):
                 runner.run()
             samples[name].append((time.perf_counter() - t0) / (inner[name] * runner.steps))
     return samples
+
+
+def _rotate(xs: list, r: int) -> list:
+    return xs[r % len(xs):] + xs[:r % len(xs)]
+
+
+def _round_order(groups: list[list[str]], r: int) -> list[str]:
+    """Round ``r``: the libraries in rotated order, each library's runners rotated too, so that
+    a different runner comes first after each switch of library (when it is slowest)."""
+    return [name for group in _rotate(groups, r) for name in _rotate(group, r)]
 
 
 def median(xs: list[float]) -> float:
@@ -53,34 +81,30 @@ def spread(xs: list[float]) -> float:
     return (q[2] - q[0]) / 2 / statistics.median(xs)
 
 
-def matmul_peak(n: int = 2048, repeats: int = 7, *, use_torch: bool = True) -> dict[str, float]:
-    """GFLOP/s of an ``(n, n) @ (n, n)`` float32 matmul in each framework, best of ``repeats``.
+class Matmul:
+    """A float32 ``(n, n) @ (n, n)`` matmul in one library, timed like a training step
+    (``steps = 1``), so that the peak is measured under the same load as the steps it rates."""
 
-    The best sample, not the median: a peak is what the hardware can do, and on a shared machine
-    every slower sample is someone else's load.
-    """
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
+    steps = 1
 
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    flops = 2.0 * n ** 3
-    fns: dict[str, Callable[[], object]] = {}
-    ja = jnp.asarray(a)
-    mm = jax.jit(lambda u, v: u @ v)
-    fns["jax (XLA)"] = lambda: mm(ja, ja).block_until_ready()
-    fns["numpy"] = lambda: a @ a
-    if use_torch:
-        import torch
+    def __init__(self, library: str, n: int = 2048):
+        import numpy as np
 
-        ta = torch.from_numpy(a)
-        fns["torch"] = lambda: ta @ ta
-    best = {name: 0.0 for name in fns}
-    for name, fn in fns.items():
-        fn()
-    for _ in range(repeats):  # round-robin, as for the training steps
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            best[name] = max(best[name], flops / (time.perf_counter() - t0) / 1e9)
-    return best
+        a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+        self.flops = 2.0 * n ** 3
+        if library == "jax":
+            import jax
+            import jax.numpy as jnp
+
+            ja, mm = jnp.asarray(a), jax.jit(lambda u, v: u @ v)
+            self._fn = lambda: mm(ja, ja).block_until_ready()
+        elif library == "numpy":
+            self._fn = lambda: a @ a
+        else:
+            import torch
+
+            ta = torch.from_numpy(a)
+            self._fn = lambda: ta @ ta
+
+    def run(self) -> None:
+        self._fn()
