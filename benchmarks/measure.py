@@ -49,7 +49,7 @@ def machine_facts(use_torch: bool) -> dict[str, str]:
     if os.environ.get("JAXBP_BENCH_REEXEC"):
         facts["thread settings"] += (f"; removed for this run: {os.environ['JAXBP_BENCH_REEXEC']}")
     with open("/proc/loadavg") as f:
-        facts["load average (1, 5, 15 min) at start"] = " ".join(f.read().split()[:3])
+        facts["load average (1, 5, 15 min) after the checks"] = " ".join(f.read().split()[:3])
     return facts
 
 
@@ -114,9 +114,10 @@ def fit_compiles() -> int | None:
 
 
 def measure(configs: list[Config], *, repeats: int, min_time: float, use_torch: bool,
-            agreements, skipped: dict, command: str) -> dict:
+            agreements, skipped: dict, command: str, load_before: str = "?") -> dict:
     """Times everything; returns the run as plain data (JSON-ready) for :func:`report.render`."""
     facts = machine_facts(use_torch)
+    facts = {**facts, "load average (1, 5, 15 min) before the run": load_before}
     t_start = time.perf_counter()
     results = {}
     for config in configs:
@@ -126,7 +127,8 @@ def measure(configs: list[Config], *, repeats: int, min_time: float, use_torch: 
         print(report.time_table({config.name: results[config.name]}), flush=True)
     n_fit = fit_compiles()
     with open("/proc/loadavg") as f:
-        facts["load average (1, 5, 15 min) at end"] = " ".join(f.read().split()[:3])
+        facts["load average (1, 5, 15 min) at the end (this run included)"] = " ".join(
+            f.read().split()[:3])
     facts["benchmark wall time"] = f"{time.perf_counter() - t_start:.0f} s"
     return {"facts": facts, "command": command, "configs": [c.name for c in configs],
             "skipped": skipped, "agreements": [list(a) for a in agreements], "results": results,

@@ -89,6 +89,8 @@ def main(argv=None) -> int:
     for name, why in skipped.items():
         print(f"skipping {name}: {why}")
 
+    with open("/proc/loadavg") as f:  # before this process adds its own load
+        load_before = " ".join(f.read().split()[:3])
     print("checking that every implementation computes the same numbers ...", flush=True)
     agreements = [a for c in chosen for a in check.check_config(c, use_torch=use_torch)]
     print(check.format_agreements(agreements))
@@ -104,6 +106,7 @@ def main(argv=None) -> int:
 
     data = measure.measure(chosen, repeats=args.repeats, min_time=args.min_time,
                            use_torch=use_torch, agreements=agreements, skipped=skipped,
+                           load_before=load_before,
                            command=" ".join(["python -m benchmarks.run", *sys.argv[1:]]))
     with open(args.save, "w") as f:
         json.dump(data, f, indent=1)
