@@ -85,13 +85,19 @@ def penalty_grad(params: Params, *, l1: float = 0.0, l2: float = 0.0, regularize
     return jax.tree_util.tree_map(g, params, mask)
 
 
-def _validate(net: Layer, loss: Loss, l1, l2) -> tuple[float, float]:
+def check_net_and_loss(net: Layer, loss: Loss, where: str = "") -> None:
+    """Raises a TypeError naming ``where`` (e.g. ``"fit"``) if ``net``/``loss`` are not jaxbp's."""
+    prefix = f"{where}: " if where else ""
     if not isinstance(net, Layer):
-        raise TypeError(f"net must be a jaxbp Layer (e.g. bp.serial(...)), got "
+        raise TypeError(f"{prefix}net must be a jaxbp Layer (e.g. bp.serial(...)), got "
                         f"{type(net).__name__}.")
     if not isinstance(loss, Loss):
-        raise TypeError(f"loss must be a jaxbp Loss (e.g. bp.mse()), got {type(loss).__name__}. "
-                        f"Fix: call the factory, bp.mse() rather than bp.mse.")
+        raise TypeError(f"{prefix}loss must be a jaxbp Loss (e.g. bp.mse()), got "
+                        f"{type(loss).__name__}. Fix: call the factory, bp.mse() rather than bp.mse.")
+
+
+def _validate(net: Layer, loss: Loss, l1, l2) -> tuple[float, float]:
+    check_net_and_loss(net, loss)
     return _check_coeff("l1", l1), _check_coeff("l2", l2)
 
 

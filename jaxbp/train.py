@@ -36,7 +36,7 @@ import optax
 
 from jaxbp import checkpoint, parallel
 from jaxbp._core import Array, Layer, Loss, Params, PRNGKey
-from jaxbp.gradients import GRADIENTS, _check_coeff, backprop
+from jaxbp.gradients import GRADIENTS, _check_coeff, backprop, check_net_and_loss
 from jaxbp.losses import weighted
 from jaxbp.optim import apply_updates
 
@@ -483,12 +483,7 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
       ``epoch``, ``seconds``, ``objective`` (mean mini-batch objective, penalties and dropout
       included), ``train_loss``, ``train_accuracy`` and ``val_loss``, ``val_accuracy``.
     """
-    if not isinstance(net, Layer):
-        raise TypeError(f"fit: net must be a jaxbp Layer (e.g. bp.serial(...)), got "
-                        f"{type(net).__name__}.")
-    if not isinstance(loss, Loss):
-        raise TypeError(f"fit: loss must be a jaxbp Loss (e.g. bp.mse()), got "
-                        f"{type(loss).__name__}. Fix: call the factory, bp.mse().")
+    check_net_and_loss(net, loss, "fit")
     _check_optimizer(optimizer)
     epochs = _check_int("epochs", epochs, low=0, example="epochs=100")
     batch_size = _check_int("batch_size", batch_size, low=1, example="batch_size=32")
