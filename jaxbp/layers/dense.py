@@ -95,6 +95,38 @@ def bias_shape(b: Array, ndim: int) -> Array:
     return b.reshape((1,) * (ndim - 1) + b.shape)
 
 
+def _weight_grad_cpu(x: Array, dy: Array) -> Array:
+    # Both operands of x^T dy are contracted over their rows (the batch axis). XLA:CPU hands
+    # such a product to a generic Eigen kernel, while a product of row-major operands goes to
+    # its faster matmul library. The Eigen kernel is worst for a narrow dy (few outputs, e.g.
+    # the 10 logits of a classifier: 4-5x slower than the alternative below) and a few percent
+    # slower for big square products; it is best for mid-sized ones. So, by shape:
+    #   narrow dy:        dw = (dy^T x)^T   -- transposes dy and the small result, not x;
+    #   big everywhere:   dw = (x^T) dy     -- x transposed in memory first;
+    #   otherwise:        x^T dy as it is.
+    # optimization_barrier keeps XLA from folding the transposes back into the product.
+    # Measurements: benchmarks/analysis.md ("dense weight gradient on CPU").
+    batch, d_in = x.shape
+    d_out = dy.shape[1]
+    barrier = jax.lax.optimization_barrier
+    if d_out <= 64 and 4 * d_out <= d_in:
+        return barrier(barrier(dy.T) @ x).T
+    if batch >= 256 and min(d_in, d_out) >= 256:
+        return barrier(x.T) @ dy
+    return x.T @ dy
+
+
+def weight_grad(x: Array, dy: Array) -> Array:
+    """``dw = x^T @ dy`` for ``x: (batch, d_in)``, ``dy: (batch, d_out)``: the weight gradient
+    of :func:`dense`, summed over the batch.
+
+    The same product on every backend, to rounding; on CPU it is arranged by shape so that XLA
+    picks its fast matmul kernel (see ``_weight_grad_cpu``).
+    """
+    return jax.lax.platform_dependent(x, dy, cpu=_weight_grad_cpu,
+                                      default=lambda x, dy: x.T @ dy)
+
+
 def dense(d_out: int, *, w_init: str | Initializer = "glorot_uniform", dtype=None) -> Layer:
     """Fully connected layer ``y = x @ w + b`` with ``DenseParams(w: (d_in, d_out), b: (d_out,))``.
 
@@ -140,7 +172,7 @@ def dense(d_out: int, *, w_init: str | Initializer = "glorot_uniform", dtype=Non
         w, _ = params
         x2 = x.reshape(-1, x.shape[-1])          # fold extra leading axes into the batch
         dy2 = dy.reshape(-1, dy.shape[-1])
-        dw = x2.T @ dy2
+        dw = weight_grad(x2, dy2)
         db = jnp.sum(dy2, axis=0)
         dx = dy @ w.T
         return DenseParams(dw, db), dx
