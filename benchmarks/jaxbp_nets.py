@@ -4,16 +4,18 @@ Each variant is one gradient source (``backprop``: hand-derived; ``autodiff``: `
 one optimizer (hand-written SGD, ``optax.sgd``, ``optax.adam``) times one driver:
 
 - ``loop``: a Python loop calling the jitted train step (``bp.make_train_step``) once per batch;
-- ``scan``: one jitted call running that step over the whole epoch with ``lax.scan``.
+- ``scan``: one jitted call running that step over the whole epoch with ``lax.scan``
+  (``bp.make_train_epoch``).
 
-Both donate the parameter and optimizer-state buffers, so XLA updates them in place.
+Both are the library's own compiled functions, with its default ``compiler_options="auto"``,
+and both donate the parameter and optimizer-state buffers, so XLA updates them in place.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -79,33 +81,6 @@ def optimizers(config: Config) -> dict[str, optax.GradientTransformation]:
     }
 
 
-def make_step(net: bp.Layer, loss: bp.Loss, gradient: str,
-              optimizer: optax.GradientTransformation) -> Callable:
-    """``step(params, opt_state, x, y) -> (params, opt_state, loss)``: the library's jitted
-    ``bp.make_train_step`` (buffers donated), unwrapped to return the loss alone."""
-    train_step = bp.make_train_step(net, loss, optimizer, grad=GRADIENTS[gradient], donate=True)
-
-    def step(params, opt_state, x, y):
-        params, opt_state, metrics = train_step(params, opt_state, x, y)
-        return params, opt_state, metrics["loss"]
-
-    return step
-
-
-def make_epoch(step: Callable) -> Callable:
-    """``epoch(params, opt_state, xs, ys) -> (params, opt_state, losses)`` by ``lax.scan``."""
-
-    def epoch(params, opt_state, xs, ys):
-        def body(carry, batch):
-            p, s, loss = step(*carry, *batch)
-            return (p, s), loss
-
-        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), (xs, ys))
-        return params, opt_state, losses
-
-    return epoch
-
-
 class Variant(NamedTuple):
     gradient: str   # "backprop" | "autodiff"
     optimizer: str  # "bp.optim.sgd" | "optax.sgd" | "optax.adam"
@@ -132,31 +107,33 @@ class Runner:
     def __init__(self, config: Config, variant: Variant, params, xs, ys):
         net = build_net(config, jax.tree_util.tree_leaves(params)[0].dtype)
         optimizer = optimizers(config)[variant.optimizer]
-        step = make_step(net, LOSS[config.loss](), variant.gradient, optimizer)
+        make = bp.make_train_epoch if variant.driver == "scan" else bp.make_train_step
+        fn = make(net, LOSS[config.loss](), optimizer, grad=GRADIENTS[variant.gradient],
+                  donate=True)
         self.variant, self.steps = variant, len(xs)
         # Copies: donation consumes the buffers handed in, and every runner needs its own.
         self.params = jax.tree_util.tree_map(jnp.array, params)
         self.opt_state = optimizer.init(self.params)
         if variant.driver == "scan":
-            fn, self._data = make_epoch(step), [(jnp.asarray(xs), jnp.asarray(ys))]
+            self._data = [(jnp.asarray(xs), jnp.asarray(ys))]
         else:
-            fn, self._data = step, [(jnp.asarray(x), jnp.asarray(y)) for x, y in zip(xs, ys)]
+            self._data = [(jnp.asarray(x), jnp.asarray(y)) for x, y in zip(xs, ys)]
         t0 = time.perf_counter()
-        lowered = jax.jit(fn, donate_argnums=(0, 1)).lower(
-            self.params, self.opt_state, *self._data[0])
+        lowered = fn.lower(self.params, self.opt_state, *self._data[0])  # "auto" decided here
         t1 = time.perf_counter()
         self._fn = lowered.compile()
         self.compile_s = time.perf_counter() - t0
         self.xla_compile_s = time.perf_counter() - t1  # the part spent in XLA, after tracing
+        self.compiler_options = fn.compiler_options
         self.loss = None
 
     def run(self) -> None:
         """One epoch; blocks until its results exist."""
         p, s = self.params, self.opt_state
         for x, y in self._data:
-            p, s, loss = self._fn(p, s, x, y)
-        self.params, self.opt_state, self.loss = p, s, loss
-        jax.block_until_ready((p, loss))
+            p, s, metrics = self._fn(p, s, x, y)
+        self.params, self.opt_state, self.loss = p, s, metrics["loss"]
+        jax.block_until_ready((p, self.loss))
 
     def hlo_text(self) -> str:
         """The optimised HLO of the compiled step or epoch."""

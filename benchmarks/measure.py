@@ -91,8 +91,10 @@ def measure_config(config: Config, *, repeats: int, min_time: float, use_torch: 
                 if hasattr(r, "compile_s")}
     ops = {k: hlo.op_counts(r.hlo_text()) for k, r in runners.items()
            if hasattr(r, "hlo_text") and "bp.optim.sgd" in k}
+    options = {k: r.compiler_options for k, r in runners.items()
+               if hasattr(r, "compiler_options")}
     return {"times": times, "compile": compiles, "flops": matmul_flops(config),
-            "steps": config.steps, "hlo": ops, "peaks": peaks}
+            "steps": config.steps, "hlo": ops, "peaks": peaks, "options": options}
 
 
 def fit_compiles() -> int | None:

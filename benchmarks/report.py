@@ -118,6 +118,17 @@ def hlo_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def options_table(results: dict) -> str:
+    """The XLA options ``compiler_options="auto"`` chose for each config's compiled programs."""
+    lines = ["| config | options chosen (every jaxbp variant, loop and scan) |", "|---|---|"]
+    for c, r in results.items():
+        chosen = {repr(v) for v in r.get("options", {}).values()}
+        text = ("not recorded" if not chosen else
+                "; ".join(sorted("XLA defaults" if v == "{}" else f"`{v}`" for v in chosen)))
+        lines.append(f"| {c} | {text} |")
+    return "\n".join(lines)
+
+
 def targets(results: dict, fit_compiles: int | None) -> list[Target]:
     out = []
     for c, r in results.items():
@@ -214,8 +225,10 @@ def markdown(*, facts, command, configs, skipped, agreements, results, repeats, 
         "- Same initial parameters, same batches, same loss and optimizer in every "
         "implementation; checked before timing (below).",
         "- `scan`: one jitted call runs the whole epoch with `lax.scan`; `loop`: a Python loop "
-        "calls the jitted step once per batch. Both donate the parameter and optimizer-state "
-        "buffers. The step is compiled ahead of time (`jax.jit(...).lower(...).compile()`).",
+        "calls the jitted step once per batch. Both are the library's own compiled functions "
+        "(`bp.make_train_epoch`, `bp.make_train_step`, default `compiler_options=\"auto\"`) and "
+        "donate the parameter and optimizer-state buffers. They are compiled ahead of time "
+        "(`.lower(...).compile()`).",
         "- `sgd` is the hand-written optimizer (`θ ← θ − α ∇θ J`); `optax.sgd`, `optax.adam` "
         "are optax's. NumPy: hand-written backprop, SGD in place. PyTorch: eager, "
         "`nn.Sequential`, `torch.optim.SGD` / `Adam`, default threads.",
@@ -245,6 +258,14 @@ def markdown(*, facts, command, configs, skipped, agreements, results, repeats, 
         "(`b01f_01io->b01f`).",
         "",
         hlo_table(results),
+        "",
+        "## XLA options (`compiler_options=\"auto\"`)",
+        "",
+        "A program of at most 5e5 FLOPs per step (XLA's cost analysis) is compiled on CPU without "
+        "matmul-library calls and threads; anything larger with XLA's defaults "
+        "(`jaxbp/_compile.py`).",
+        "",
+        options_table(results),
         "",
         "## Achieved GFLOP/s (and % of the measured matmul peak)",
         "",

@@ -5,7 +5,7 @@ from jaxbp.gradients import as_custom_vjp, autodiff, backprop, objective, penalt
 from jaxbp.check import (GradientCheckError, GradientReport, assert_gradients_match,
                          check_gradients, check_layer, check_loss)
 from jaxbp import checkpoint, data, optim, parallel
-from jaxbp.train import FitResult, TrainState, evaluate, fit, make_train_step
+from jaxbp.train import FitResult, TrainState, evaluate, fit, make_train_epoch, make_train_step
 from jaxbp.layers import (
     Conv2DParams,
     DenseParams,
@@ -73,6 +73,7 @@ __all__ = [
     "data",
     "evaluate",
     "fit",
+    "make_train_epoch",
     "make_train_step",
     "optim",
     "parallel",

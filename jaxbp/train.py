@@ -35,6 +35,8 @@ import numpy as np
 import optax
 
 from jaxbp import checkpoint, parallel
+from jaxbp._compile import Jitted, auto_options, check_compiler_options
+from jaxbp._compile import _platform
 from jaxbp._core import Array, Layer, Loss, Params, PRNGKey
 from jaxbp.gradients import GRADIENTS, _check_coeff, backprop, check_net_and_loss
 from jaxbp.losses import weighted
@@ -195,9 +197,17 @@ def _update_fn(grad_fn, optimizer):
     return update
 
 
+def _checked_update(where, net, loss, optimizer, grad, l1, l2, regularize, compiler_options):
+    """The update function of a step and the checked ``compiler_options``."""
+    _check_optimizer(optimizer)
+    options = check_compiler_options(where, compiler_options)
+    grad_fn = _grad_factory(grad)(net, loss, l1=l1, l2=l2, regularize=regularize)
+    return _update_fn(grad_fn, optimizer), options
+
+
 def make_train_step(net: Layer, loss: Loss, optimizer: optax.GradientTransformation,
                     grad=backprop, *, l1: float = 0.0, l2: float = 0.0, regularize=None,
-                    donate: bool = False):
+                    donate: bool = False, compiler_options="auto"):
     """One ``jit``-compiled optimisation step.
 
     Args:
@@ -211,6 +221,9 @@ def make_train_step(net: Layer, loss: Loss, optimizer: optax.GradientTransformat
       regularize: which leaves are penalised (see ``bp.backprop``).
       donate: donate ``params`` and ``opt_state`` to the step, so XLA updates them in place;
         the arrays passed in are then invalid after the call (use the returned ones).
+      compiler_options: XLA options: ``"auto"`` (XLA's defaults, except that a tiny program on
+        CPU is compiled without matmul-library calls and threads; chosen at the first call),
+        ``None`` (XLA's defaults) or a dict for ``jax.jit``. See ``docs/training.md``.
 
     Returns:
       ``step(params, opt_state, x, y, key=None) -> (params, opt_state, metrics)`` with
@@ -226,15 +239,81 @@ def make_train_step(net: Layer, loss: Loss, optimizer: optax.GradientTransformat
       >>> params, opt_state, metrics = step(params, opt.init(params), jnp.ones((8, 2)),
       ...                                   jnp.zeros((8, 1)))
     """
-    _check_optimizer(optimizer)
-    grad_fn = _grad_factory(grad)(net, loss, l1=l1, l2=l2, regularize=regularize)
-    update = _update_fn(grad_fn, optimizer)
+    update, options = _checked_update("make_train_step", net, loss, optimizer, grad, l1, l2,
+                                      regularize, compiler_options)
 
     def step(params, opt_state, x, y, key=None):
         params, opt_state, value = update(params, opt_state, x, y, key)
         return params, opt_state, {"loss": value}
 
-    return jax.jit(step, donate_argnums=(0, 1) if donate else ())
+    return Jitted(step, options, donate_argnums=(0, 1) if donate else ())
+
+
+def make_train_epoch(net: Layer, loss: Loss, optimizer: optax.GradientTransformation,
+                     grad=backprop, *, l1: float = 0.0, l2: float = 0.0, regularize=None,
+                     donate: bool = False, compiler_options="auto"):
+    """A whole epoch over batches you made, as one ``jit``-compiled ``lax.scan`` of the step.
+
+    The same update as :func:`make_train_step`, applied to ``xs[0], xs[1], ...`` in order, with
+    no Python between the steps. (:func:`fit` does this too, and also shuffles, pads a ragged
+    last batch and evaluates; use this when the batches are already cut.)
+
+    Args:
+      net, loss, optimizer, grad, l1, l2, regularize, donate, compiler_options: as in
+        :func:`make_train_step`.
+
+    Returns:
+      ``epoch(params, opt_state, xs, ys, key=None) -> (params, opt_state, metrics)``:
+      ``xs: (steps, batch, ...)`` and ``ys: (steps, batch, ...)`` (or any pytrees with that
+      leading axis); ``metrics = {"loss": (steps,)}``, each step's objective at the parameters
+      it started from. ``key`` is split into one key per step (for dropout); ``None`` runs
+      stochastic layers in evaluation mode.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jaxbp as bp
+      >>> net = bp.serial(bp.dense(4), bp.tanh(), bp.dense(1))
+      >>> params, _ = net.init(jax.random.key(0), (2,))
+      >>> opt = bp.optim.sgd(0.1)
+      >>> epoch = bp.make_train_epoch(net, bp.mse(), opt)
+      >>> params, opt_state, metrics = epoch(params, opt.init(params), jnp.ones((5, 8, 2)),
+      ...                                    jnp.zeros((5, 8, 1)))
+      >>> metrics["loss"].shape
+      (5,)
+    """
+    update, options = _checked_update("make_train_epoch", net, loss, optimizer, grad, l1, l2,
+                                      regularize, compiler_options)
+
+    def epoch(params, opt_state, xs, ys, key=None):
+        steps = _steps_of(xs, ys)
+        keys = None if key is None else jax.random.split(key, steps)
+
+        def body(carry, batch):
+            x, y, k = batch
+            params, opt_state, value = update(*carry, x, y, k)
+            return (params, opt_state), value
+
+        (params, opt_state), values = jax.lax.scan(body, (params, opt_state), (xs, ys, keys),
+                                                   length=steps)
+        return params, opt_state, {"loss": values}
+
+    return Jitted(epoch, options, donate_argnums=(0, 1) if donate else ())
+
+
+def _steps_of(xs, ys) -> int:
+    """The common leading axis of every leaf of ``xs`` and ``ys`` (at least 1), or an error."""
+    sizes = {}
+    for name, tree in (("xs", xs), ("ys", ys)):
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+            shape = np.shape(leaf)
+            sizes[name + jax.tree_util.keystr(path)] = shape[0] if shape else None
+    found = set(sizes.values())
+    if len(found) != 1 or None in found or 0 in found:
+        shown = ", ".join(f"{k}: {v}" for k, v in sizes.items())
+        raise ValueError(
+            f"make_train_epoch: xs and ys must share a leading axis of steps (at least 1), got "
+            f"leading sizes {{{shown}}}. Fix: stack the batches, e.g. xs = x.reshape(steps, "
+            f"batch, *x.shape[1:]) and ys = y.reshape(steps, batch, *y.shape[1:]).")
+    return found.pop()
 
 
 # --------------------------------------------------------------------------------------
@@ -317,7 +396,37 @@ def _epoch(state: TrainState, x: Array, y: Array, cfg: _Config):
     return new, objective
 
 
-_run_epoch = jax.jit(_epoch, static_argnames=("cfg",), donate_argnames=("state",))
+@functools.lru_cache(maxsize=None)
+def _epoch_program(options: tuple) -> Callable:
+    """The jitted epoch compiled with ``dict(options)`` (one jit, hence one cache, per options)."""
+    return jax.jit(_epoch, static_argnames=("cfg",), donate_argnames=("state",),
+                   compiler_options=dict(options) or None)
+
+
+_AUTO_OPTIONS: dict = {}  # (cfg, input types) -> options "auto" chose for fit's epoch
+
+
+def _epoch_options(spec, state: TrainState, x, y, cfg: _Config) -> tuple:
+    """``fit``'s ``compiler_options`` as a hashable tuple; ``"auto"`` is decided once per model,
+    optimizer and input shapes from the lowered epoch (see ``jaxbp._compile``)."""
+    if spec is None:
+        return ()
+    if spec != "auto":
+        options = tuple(sorted(spec.items()))
+        try:
+            hash(options)
+        except TypeError:
+            raise TypeError(f"fit: compiler_options={spec!r:.80} has a value that is not "
+                            f"hashable; XLA options take numbers, strings or bools.") from None
+        return options
+    leaves, tree = jax.tree_util.tree_flatten((state, x, y))
+    key = (cfg, tree, tuple((np.shape(a), str(getattr(a, "dtype", type(a)))) for a in leaves))
+    if key not in _AUTO_OPTIONS:
+        lowered = _epoch_program(()).lower(state, x, y, cfg=cfg)
+        if len(_AUTO_OPTIONS) >= 64:
+            _AUTO_OPTIONS.pop(next(iter(_AUTO_OPTIONS)))
+        _AUTO_OPTIONS[key] = tuple(sorted(auto_options(lowered, _platform(x)).items()))
+    return _AUTO_OPTIONS[key]
 
 
 def _evaluate_impl(params, x, y, net, loss, accuracy):
@@ -432,7 +541,7 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
         callback: Callable[[TrainState, dict], None] | None = None,
         state: TrainState | None = None, history: dict | None = None,
         devices=None, checkpoint_dir=None, resume: bool = False,
-        keep_checkpoints: int = 2) -> FitResult:
+        keep_checkpoints: int = 2, compiler_options="auto") -> FitResult:
     """Trains ``net`` by mini-batch descent, one compiled ``lax.scan`` per epoch.
 
     Each epoch splits ``state.key`` into a shuffle key and one key per step (for dropout), runs
@@ -477,6 +586,8 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
         up to ``epochs`` in total; with no checkpoint there yet, start afresh. Bit-identical to
         an uninterrupted run on the same devices.
       keep_checkpoints: how many checkpoints ``checkpoint_dir`` keeps.
+      compiler_options: XLA options for the compiled epoch, as in :func:`make_train_step`
+        (``"auto"`` decides from the epoch's cost before its first run).
 
     Returns:
       A :class:`FitResult` ``(params, opt_state, history, state, best_epoch)``. ``history`` has
@@ -490,6 +601,7 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
     if patience is not None:
         patience = _check_int("patience", patience, low=1, example="patience=10")
     acc = _accuracy_fn(loss, accuracy)
+    options_spec = check_compiler_options("fit", compiler_options)
     found = _checkpoint_to_resume(checkpoint_dir, resume, state, keep_checkpoints)
     mesh = None if devices is None else parallel.make_mesh(devices)
     cfg = _Config(net, loss, optimizer, _grad_factory(grad), _check_coeff("l1", l1),
@@ -535,9 +647,12 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
     wait = 0
     if "best" in saved:
         best, wait = saved["best"], saved["wait"]
+    run_epoch = None
     t0 = time.perf_counter()
     for epoch in range(start_epoch + 1, epochs + 1):
-        state, objective = _run_epoch(state, x, y, cfg=cfg)
+        if run_epoch is None:
+            run_epoch = _epoch_program(_epoch_options(options_spec, state, x, y, cfg))
+        state, objective = run_epoch(state, x, y, cfg=cfg)
         record = {"epoch": epoch}
         for prefix, (xs, ys) in [("train", (x, y))] + (
                 [("val", validation)] if validation is not None else []):
@@ -580,6 +695,7 @@ __all__ = [
     "evaluate",
     "fit",
     "init_state",
+    "make_train_epoch",
     "make_train_step",
     "masked",
 ]
