@@ -17,8 +17,9 @@ import jaxbp  # noqa: F401  (loads the module below)
 
 dense_module = sys.modules["jaxbp.layers.dense"]
 
-# (batch, d_in, d_out) hitting each branch: narrow dy, big everywhere, neither.
-BRANCHES = {"narrow": (6, 40, 3), "big": (256, 256, 256), "plain": (5, 7, 9)}
+# (batch, d_in, d_out) hitting each branch of _weight_grad_cpu.
+BRANCHES = {"narrow": (128, 40, 3), "big": (256, 256, 256), "small": (64, 64, 128),
+            "tiny": (5, 7, 9), "wide_input": (32, 784, 96)}
 
 
 @pytest.mark.parametrize("branch", sorted(BRANCHES))
@@ -42,7 +43,7 @@ def _batch_contracted_dots(hlo: str) -> list[str]:
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the rearrangement is CPU only")
-@pytest.mark.parametrize("branch", ["narrow", "big"])
+@pytest.mark.parametrize("branch", ["narrow", "big", "small"])
 def test_rearranged_branches_compile_without_a_batch_contracted_product(branch):
     b, d_in, d_out = BRANCHES[branch]
     x, dy = jnp.ones((b, d_in), jnp.float32), jnp.ones((b, d_out), jnp.float32)

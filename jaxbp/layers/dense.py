@@ -98,20 +98,22 @@ def bias_shape(b: Array, ndim: int) -> Array:
 def _weight_grad_cpu(x: Array, dy: Array) -> Array:
     # Both operands of x^T dy are contracted over their rows (the batch axis). XLA:CPU hands
     # such a product to a generic Eigen kernel, while a product of row-major operands goes to
-    # its faster matmul library. The Eigen kernel is worst for a narrow dy (few outputs, e.g.
-    # the 10 logits of a classifier: 4-5x slower than the alternative below) and a few percent
-    # slower for big square products; it is best for mid-sized ones. So, by shape:
-    #   narrow dy:        dw = (dy^T x)^T   -- transposes dy and the small result, not x;
-    #   big everywhere:   dw = (x^T) dy     -- x transposed in memory first;
-    #   otherwise:        x^T dy as it is.
+    # its faster matmul library. Measured in scanned training steps (benchmarks/analysis.md,
+    # "The dense weight gradient on CPU"), the Eigen kernel is
+    #   - 4-5x slower for a narrow dy (few outputs, e.g. a classifier's 10 logits), where
+    #     dw = (dy^T x)^T transposes only dy and the small result;
+    #   - 5-10% slower for a big batch (>= 256) not much narrower than d_in, and for small
+    #     products (<= 2^20 multiply-adds), where transposing x in memory first pays;
+    #   - as fast or faster otherwise (e.g. batch 128 with d_in 256-784), and for tiny x.
     # optimization_barrier keeps XLA from folding the transposes back into the product.
-    # Measurements: benchmarks/analysis.md ("dense weight gradient on CPU").
     batch, d_in = x.shape
     d_out = dy.shape[1]
     barrier = jax.lax.optimization_barrier
+    if batch * d_in < 4096:
+        return x.T @ dy
     if d_out <= 64 and 4 * d_out <= d_in:
         return barrier(barrier(dy.T) @ x).T
-    if batch >= 256 and min(d_in, d_out) >= 256:
+    if 4 * batch >= d_in and (batch >= 256 or batch * d_in * d_out <= 2**20):
         return barrier(x.T) @ dy
     return x.T @ dy
 
