@@ -17,9 +17,16 @@ import jaxbp  # noqa: F401  (loads the module below)
 
 dense_module = sys.modules["jaxbp.layers.dense"]
 
-# (batch, d_in, d_out) hitting each branch of _weight_grad_cpu.
+# (batch, d_in, d_out) hitting each branch of _weight_grad_cpu, and the form it takes.
 BRANCHES = {"narrow": (128, 40, 3), "big": (256, 256, 256), "small": (64, 64, 128),
             "tiny": (5, 7, 9), "wide_input": (32, 784, 96)}
+FORMS = {"narrow": "(dy^T x)^T", "big": "(x^T) dy", "small": "(x^T) dy", "tiny": "x^T dy",
+         "wide_input": "x^T dy"}
+
+
+@pytest.mark.parametrize("branch", sorted(BRANCHES))
+def test_each_case_takes_its_branch(branch):
+    assert dense_module.weight_grad_form(*BRANCHES[branch]) == FORMS[branch]
 
 
 @pytest.mark.parametrize("branch", sorted(BRANCHES))

@@ -106,16 +106,25 @@ def _weight_grad_cpu(x: Array, dy: Array) -> Array:
     #     products (<= 2^20 multiply-adds), where transposing x in memory first pays;
     #   - as fast or faster otherwise (e.g. batch 128 with d_in 256-784), and for tiny x.
     # optimization_barrier keeps XLA from folding the transposes back into the product.
-    batch, d_in = x.shape
-    d_out = dy.shape[1]
     barrier = jax.lax.optimization_barrier
-    if batch * d_in < 4096:
-        return x.T @ dy
-    if d_out <= 64 and 4 * d_out <= d_in:
+    form = weight_grad_form(*x.shape, dy.shape[1])
+    if form == "(dy^T x)^T":
         return barrier(barrier(dy.T) @ x).T
-    if 4 * batch >= d_in and (batch >= 256 or batch * d_in * d_out <= 2**20):
+    if form == "(x^T) dy":
         return barrier(x.T) @ dy
     return x.T @ dy
+
+
+def weight_grad_form(batch: int, d_in: int, d_out: int) -> str:
+    """How :func:`weight_grad` lays out ``x^T dy`` on CPU for these sizes:
+    ``"x^T dy"`` (as written), ``"(x^T) dy"`` or ``"(dy^T x)^T"`` (see ``_weight_grad_cpu``)."""
+    if batch * d_in < 4096:
+        return "x^T dy"
+    if d_out <= 64 and 4 * d_out <= d_in:
+        return "(dy^T x)^T"
+    if 4 * batch >= d_in and (batch >= 256 or batch * d_in * d_out <= 2**20):
+        return "(x^T) dy"
+    return "x^T dy"
 
 
 def weight_grad(x: Array, dy: Array) -> Array:
