@@ -7,8 +7,8 @@ one optimizer (hand-written SGD, ``optax.sgd``, ``optax.adam``) times one driver
 - ``scan``: one jitted call running that step over the whole epoch with ``lax.scan``
   (``bp.make_train_epoch``).
 
-Both are the library's own compiled functions, with its default ``compiler_options="auto"``,
-and both donate the parameter and optimizer-state buffers, so XLA updates them in place.
+Both are the library's own compiled functions, with ``compiler_options="auto"`` (per-step speed
+over compile time, see ``jaxbp/_compile.py``), and both donate the parameter and optimizer-state buffers, so XLA updates them in place.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class Runner:
         optimizer = optimizers(config)[variant.optimizer]
         make = bp.make_train_epoch if variant.driver == "scan" else bp.make_train_step
         fn = make(net, LOSS[config.loss](), optimizer, grad=GRADIENTS[variant.gradient],
-                  donate=True)
+                  donate=True, compiler_options="auto")
         self.variant, self.steps = variant, len(xs)
         # Copies: donation consumes the buffers handed in, and every runner needs its own.
         self.params = jax.tree_util.tree_map(jnp.array, params)

@@ -226,7 +226,8 @@ def markdown(*, facts, command, configs, skipped, agreements, results, repeats, 
         "implementation; checked before timing (below).",
         "- `scan`: one jitted call runs the whole epoch with `lax.scan`; `loop`: a Python loop "
         "calls the jitted step once per batch. Both are the library's own compiled functions "
-        "(`bp.make_train_epoch`, `bp.make_train_step`, default `compiler_options=\"auto\"`) and "
+        "(`bp.make_train_epoch`, `bp.make_train_step`, with `compiler_options=\"auto\"`: "
+        "per-step speed over compile time; the library's default is XLA's options) and "
         "donate the parameter and optimizer-state buffers. They are compiled ahead of time "
         "(`.lower(...).compile()`).",
         "- `sgd` is the hand-written optimizer (`θ ← θ − α ∇θ J`); `optax.sgd`, `optax.adam` "
@@ -263,7 +264,8 @@ def markdown(*, facts, command, configs, skipped, agreements, results, repeats, 
         "",
         "A program of at most 5e5 FLOPs per step (XLA's cost analysis) is compiled on CPU without "
         "matmul-library calls and threads; anything larger with XLA's defaults "
-        "(`jaxbp/_compile.py`).",
+        "(`jaxbp/_compile.py`). Not the library's default: it trades up to ~0.25 s of compile "
+        "time for 1-2 µs per step (`python -m benchmarks.small_programs`).",
         "",
         options_table(results),
         "",

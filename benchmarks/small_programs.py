@@ -8,7 +8,9 @@ For MLPs ``d_in-hidden-10`` (tanh, softmax cross-entropy, hand-written SGD, back
 size, times a scanned epoch (``bp.make_train_epoch``, 50 steps) compiled with XLA's defaults and
 with the options ``compiler_options="auto"`` gives tiny programs on CPU, interleaved, median of 7
 samples, and prints µs per step beside XLA's cost-analysis FLOPs per step and what ``"auto"``
-picks. The threshold ``SMALL_PROGRAM_FLOPS`` in ``jaxbp/_compile.py`` comes from this table.
+picks; and the XLA compile time of each (best of 3), with the number of steps after which the
+faster steps have repaid the longer compilation. The threshold ``SMALL_PROGRAM_FLOPS`` in
+``jaxbp/_compile.py`` comes from this table.
 """
 
 from __future__ import annotations
@@ -44,12 +46,26 @@ def _time(fn, args, repeats: int = 7, min_time: float = 0.05) -> float:
     return (time.perf_counter() - t0) / n / STEPS * 1e6
 
 
+def _compile_seconds(d_in: int, hidden: int, options, args) -> float:
+    """XLA compile time of a freshly built epoch (nothing cached), best of 3."""
+    times = []
+    for _ in range(3):
+        net = bp.serial(bp.dense(hidden), bp.tanh(), bp.dense(10))  # a new object: a new trace
+        epoch = bp.make_train_epoch(net, bp.softmax_cross_entropy(), bp.optim.sgd(0.05),
+                                    compiler_options=options)
+        lowered = epoch.lower(*args)
+        t0 = time.perf_counter()
+        lowered.compile()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
 def main() -> int:
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, "
           f"SMALL_PROGRAM_FLOPS = {SMALL_PROGRAM_FLOPS:.0e}")
     print("| network | batch | FLOPs/step (XLA) | XLA defaults µs | small options µs | "
-          "small / defaults | auto picks |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+          "small / defaults | auto picks | compile s: defaults / small | repaid after (steps) |")
+    print("|---|---:|---:|---:|---:|---:|---|---|---:|")
     rng = np.random.default_rng(0)
     for d_in, hidden, batch in SIZES:
         net = bp.serial(bp.dense(hidden), bp.tanh(), bp.dense(10))
@@ -71,8 +87,14 @@ def main() -> int:
                 samples[name].append(_time(epochs[name], args))
         d, s = (statistics.median(samples[k]) for k in ("defaults", "small"))
         picked = "small" if epochs["auto"].compiler_options else "defaults"
+        compile_s = {k: _compile_seconds(d_in, hidden, o, args)
+                     for k, o in (("defaults", None), ("small", dict(SMALL_PROGRAM_CPU_OPTIONS)))}
+        extra = compile_s["small"] - compile_s["defaults"]
+        repaid = (f"{extra / ((d - s) * 1e-6):,.0f}" if s < d and extra > 0 else
+                  "never" if s >= d else "at once")
         print(f"| {d_in}-{hidden}-10 | {batch} | {flops:,.0f} | {d:.2f} | {s:.2f} | "
-              f"{s / d:.2f} | {picked} |", flush=True)
+              f"{s / d:.2f} | {picked} | {compile_s['defaults']:.3f} / {compile_s['small']:.3f} "
+              f"| {repaid} |", flush=True)
     return 0
 
 

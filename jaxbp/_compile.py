@@ -3,10 +3,10 @@
 ``compiler_options`` of :func:`jaxbp.make_train_step`, :func:`jaxbp.make_train_epoch` and
 :func:`jaxbp.fit` is one of
 
-- ``"auto"`` (the default): XLA's defaults, except for a *tiny* program on CPU — at most
+- ``None`` (the default): XLA's defaults;
+- ``"auto"``: XLA's defaults, except for a *tiny* program on CPU — at most
   :data:`SMALL_PROGRAM_FLOPS` floating-point operations per training step, as XLA's own cost
   analysis counts them — which gets :data:`SMALL_PROGRAM_CPU_OPTIONS`;
-- ``None``: XLA's defaults, always;
 - a dict of XLA option names to values, passed to ``jax.jit(..., compiler_options=...)`` as is.
 
 Why tiny programs differ: by default XLA:CPU hands every matrix product to a matmul library
@@ -17,6 +17,11 @@ machine of ``docs/benchmarks.md`` a scanned XOR step (2-8-1, batch 4) went from 
 From ~7e5 FLOPs per step the defaults win again (``python -m benchmarks.small_programs``
 measures the crossover); the threshold sits below it. The options change which kernels run, not
 the mathematics: results agree with the defaults' to rounding.
+
+Why ``"auto"`` is not the default: the plain loops take longer to compile — ~0.05 s more for an
+XOR-sized network, up to ~0.25 s more near the threshold — which a saving of 1-2 µs per step
+repays only after some 2e4-2e5 steps. So it is for long runs of small networks (the benchmarks, sweeps
+over many seeds), not for a quick fit.
 """
 
 from __future__ import annotations

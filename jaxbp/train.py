@@ -207,7 +207,7 @@ def _checked_update(where, net, loss, optimizer, grad, l1, l2, regularize, compi
 
 def make_train_step(net: Layer, loss: Loss, optimizer: optax.GradientTransformation,
                     grad=backprop, *, l1: float = 0.0, l2: float = 0.0, regularize=None,
-                    donate: bool = False, compiler_options="auto"):
+                    donate: bool = False, compiler_options=None):
     """One ``jit``-compiled optimisation step.
 
     Args:
@@ -221,9 +221,11 @@ def make_train_step(net: Layer, loss: Loss, optimizer: optax.GradientTransformat
       regularize: which leaves are penalised (see ``bp.backprop``).
       donate: donate ``params`` and ``opt_state`` to the step, so XLA updates them in place;
         the arrays passed in are then invalid after the call (use the returned ones).
-      compiler_options: XLA options: ``"auto"`` (XLA's defaults, except that a tiny program on
-        CPU is compiled without matmul-library calls and threads; chosen at the first call),
-        ``None`` (XLA's defaults) or a dict for ``jax.jit``. See ``docs/training.md``.
+      compiler_options: XLA options: ``None`` (XLA's defaults), ``"auto"`` (for per-step speed
+        in long runs: a tiny program on CPU is compiled without matmul-library calls and
+        threads, up to ~2.5x faster steps for up to ~0.25 s more compilation; decided at the first
+        call)
+        or a dict for ``jax.jit``. See ``docs/training.md``.
 
     Returns:
       ``step(params, opt_state, x, y, key=None) -> (params, opt_state, metrics)`` with
@@ -251,7 +253,7 @@ def make_train_step(net: Layer, loss: Loss, optimizer: optax.GradientTransformat
 
 def make_train_epoch(net: Layer, loss: Loss, optimizer: optax.GradientTransformation,
                      grad=backprop, *, l1: float = 0.0, l2: float = 0.0, regularize=None,
-                     donate: bool = False, compiler_options="auto"):
+                     donate: bool = False, compiler_options=None):
     """A whole epoch over batches you made, as one ``jit``-compiled ``lax.scan`` of the step.
 
     The same update as :func:`make_train_step`, applied to ``xs[0], xs[1], ...`` in order, with
@@ -541,7 +543,7 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
         callback: Callable[[TrainState, dict], None] | None = None,
         state: TrainState | None = None, history: dict | None = None,
         devices=None, checkpoint_dir=None, resume: bool = False,
-        keep_checkpoints: int = 2, compiler_options="auto") -> FitResult:
+        keep_checkpoints: int = 2, compiler_options=None) -> FitResult:
     """Trains ``net`` by mini-batch descent, one compiled ``lax.scan`` per epoch.
 
     Each epoch splits ``state.key`` into a shuffle key and one key per step (for dropout), runs

@@ -51,7 +51,8 @@ def test_epoch_key_is_split_into_one_key_per_step():
 
 @pytest.mark.skipif(not ON_CPU, reason="'auto' only changes CPU programs")
 def test_auto_picks_the_small_program_options_only_for_a_tiny_program():
-    step = bp.make_train_step(TINY, bp.mse(), OPT)
+    assert bp.make_train_step(TINY, bp.mse(), OPT).compiler_options == {}  # default: XLA's
+    step = bp.make_train_step(TINY, bp.mse(), OPT, compiler_options="auto")
     assert step.compiler_options is None  # decided at the first call
     step(TINY_PARAMS, OPT.init(TINY_PARAMS), XS[0], YS[0])
     assert step.compiler_options == dict(SMALL_PROGRAM_CPU_OPTIONS)
@@ -59,7 +60,7 @@ def test_auto_picks_the_small_program_options_only_for_a_tiny_program():
     big = bp.serial(bp.dense(128), bp.tanh(), bp.dense(4))  # 2*32*(96*128+128*4)*3 ~ 2.5 MFLOP
     p, _ = big.init(jax.random.key(0), (96,))
     assert 2 * 32 * (96 * 128 + 128 * 4) * 3 > SMALL_PROGRAM_FLOPS
-    step = bp.make_train_step(big, bp.mse(), OPT)
+    step = bp.make_train_step(big, bp.mse(), OPT, compiler_options="auto")
     step(p, OPT.init(p), np.ones((32, 96)), np.ones((32, 4)))
     assert step.compiler_options == {}
 
@@ -79,7 +80,7 @@ def test_every_choice_of_options_gives_the_same_training():
 
 
 def test_under_an_outer_jit_the_step_is_a_plain_function():
-    step = bp.make_train_step(TINY, bp.mse(), OPT)
+    step = bp.make_train_step(TINY, bp.mse(), OPT, compiler_options="auto")
     outer = jax.jit(lambda p, s, x, y: step(p, s, x, y)[2]["loss"])
     got = outer(TINY_PARAMS, OPT.init(TINY_PARAMS), XS[0], YS[0])
     assert step.compiler_options is None  # the outer compilation decided
