@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxbp._core import Array, Loss
 
@@ -158,6 +159,8 @@ def softmax_cross_entropy() -> Loss:
     def grad(y_pred, y_true):
         y = _targets(name, y_pred, y_true)
         p = jnp.exp(_log_softmax(y_pred))
+        if np.ndim(y_true) == 1:  # integer labels: exact one-hot rows, which sum to one
+            return (p - y) / y_pred.shape[0]
         # General targets: dL/dz = p * sum_k y_k - y, which is p - y when each row sums to one.
         return (p * jnp.sum(y, axis=-1, keepdims=True) - y) / y_pred.shape[0]
 
