@@ -130,6 +130,16 @@ class Jitted:
             fn = self._resolve(args, kwargs)
         return fn.lower(*args, **kwargs)
 
+    def __getattr__(self, name: str):
+        # Everything else a jax.jit function offers (trace, eval_shape, ...), from the jitted
+        # function in use (the plain one while "auto" is unresolved).
+        if name.startswith("__"):
+            raise AttributeError(name)
+        fn = self.__dict__.get("_jit") or self.__dict__.get("_plain")
+        if fn is None:
+            raise AttributeError(name)
+        return getattr(fn, name)
+
     def __repr__(self) -> str:
         name = getattr(self._fun, "__name__", "function")
         return f"<jaxbp jitted {name}, compiler_options={self.compiler_options!r}>"

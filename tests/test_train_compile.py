@@ -104,3 +104,13 @@ def test_epoch_with_mismatched_steps_is_named():
     with pytest.raises(ValueError, match=r"make_train_epoch: xs and ys must share a leading "
                                          r"axis of steps .*xs: 6, ys: 5"):
         epoch(TINY_PARAMS, OPT.init(TINY_PARAMS), XS, YS[:5])
+
+
+def test_the_step_offers_what_a_jitted_function_offers():
+    step = bp.make_train_step(TINY, bp.mse(), OPT)
+    args = (TINY_PARAMS, OPT.init(TINY_PARAMS), XS[0], YS[0])
+    shapes = step.eval_shape(*args)
+    assert shapes[2]["loss"].shape == ()
+    assert "dot" in step.lower(*args).compile().as_text()
+    with pytest.raises(AttributeError):
+        step.no_such_attribute
