@@ -54,7 +54,8 @@ def check_compiler_options(where: str, value) -> str | dict | None:
         f"defaults) or e.g. {{'xla_cpu_multi_thread_eigen': False}}.")
 
 
-def _platform(args) -> str:
+def platform_of(args) -> str:
+    """The platform of the first array in ``args``, else JAX's default backend."""
     for leaf in jax.tree_util.tree_leaves(args):
         if isinstance(leaf, jax.Array):
             return next(iter(leaf.devices())).platform
@@ -115,7 +116,7 @@ class Jitted:
         if _is_traced((args, kwargs)):
             return self._plain
         lowered = self._plain.lower(*args, **kwargs)
-        return self._set(auto_options(lowered, _platform((args, kwargs))))
+        return self._set(auto_options(lowered, platform_of((args, kwargs))))
 
     def __call__(self, *args, **kwargs):
         fn = self._jit

@@ -35,8 +35,7 @@ import numpy as np
 import optax
 
 from jaxbp import checkpoint, parallel
-from jaxbp._compile import Jitted, auto_options, check_compiler_options
-from jaxbp._compile import _platform
+from jaxbp._compile import Jitted, auto_options, check_compiler_options, platform_of
 from jaxbp._core import Array, Layer, Loss, Params, PRNGKey
 from jaxbp.gradients import GRADIENTS, _check_coeff, backprop, check_net_and_loss
 from jaxbp.losses import weighted
@@ -221,10 +220,9 @@ def make_train_step(net: Layer, loss: Loss, optimizer: optax.GradientTransformat
       regularize: which leaves are penalised (see ``bp.backprop``).
       donate: donate ``params`` and ``opt_state`` to the step, so XLA updates them in place;
         the arrays passed in are then invalid after the call (use the returned ones).
-      compiler_options: XLA options: ``None`` (XLA's defaults), ``"auto"`` (for per-step speed
-        in long runs: a tiny program on CPU is compiled without matmul-library calls and
-        threads, up to ~2.5x faster steps for up to ~0.25 s more compilation; decided at the first
-        call)
+      compiler_options: XLA options: ``None`` (XLA's defaults), ``"auto"`` (per-step speed for
+        long runs: a tiny program on CPU is compiled without matmul-library calls and threads,
+        up to ~2.5x faster steps for up to ~0.25 s more compilation; decided at the first call)
         or a dict for ``jax.jit``. See ``docs/training.md``.
 
     Returns:
@@ -427,7 +425,7 @@ def _epoch_options(spec, state: TrainState, x, y, cfg: _Config) -> tuple:
         lowered = _epoch_program(()).lower(state, x, y, cfg=cfg)
         if len(_AUTO_OPTIONS) >= 64:
             _AUTO_OPTIONS.pop(next(iter(_AUTO_OPTIONS)))
-        _AUTO_OPTIONS[key] = tuple(sorted(auto_options(lowered, _platform(x)).items()))
+        _AUTO_OPTIONS[key] = tuple(sorted(auto_options(lowered, platform_of(x)).items()))
     return _AUTO_OPTIONS[key]
 
 
