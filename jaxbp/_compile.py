@@ -50,8 +50,9 @@ def check_compiler_options(where: str, value) -> str | dict | None:
         return dict(value)
     raise TypeError(
         f"{where}: compiler_options={value!r:.80} must be 'auto', None or a dict of XLA option "
-        f"names to values. Fix: compiler_options='auto' (jaxbp's choice), None (XLA's "
-        f"defaults) or e.g. {{'xla_cpu_multi_thread_eigen': False}}.")
+        f"names to values. Fix: compiler_options=None (XLA's defaults, the default), 'auto' "
+        f"(tiny CPU programs tuned for per-step speed) or e.g. "
+        f"{{'xla_cpu_multi_thread_eigen': False}}.")
 
 
 def platform_of(args) -> str:
