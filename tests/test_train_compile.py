@@ -114,3 +114,10 @@ def test_the_step_offers_what_a_jitted_function_offers():
     assert "dot" in step.lower(*args).compile().as_text()
     with pytest.raises(AttributeError):
         step.no_such_attribute
+
+
+def test_fit_options_with_an_unhashable_value_are_named():
+    with pytest.raises(TypeError, match=r"fit: compiler_options=.* has a value that is not "
+                                        r"hashable; XLA options take numbers, strings or bools"):
+        bp.fit(TINY, bp.mse(), OPT, TINY_PARAMS, XS[0], YS[0], key=0, epochs=1,
+               compiler_options={"xla_cpu_multi_thread_eigen": [False]})
