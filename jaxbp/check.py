@@ -39,7 +39,8 @@ from jaxbp._diagnose import Context, diagnose
 from jaxbp._report import (FAIL, GradientCheckError, GradientReport, LeafCheck,
                            compare_leaf, merge)
 from jaxbp._witnesses import Oracle, cache, is_float, oracle, to64, witnesses
-from jaxbp.gradients import _check_coeff, _mask, backprop, objective
+from jaxbp._validate import non_negative
+from jaxbp.gradients import backprop, objective, penalty_mask
 
 STEP = 1e-6
 """Default finite-difference step, relative: ``h = STEP · max(1, |θ_i|)``."""
@@ -382,7 +383,8 @@ def check_gradients(net: Layer, loss: Loss, params, x, y, *, l1: float = 0.0, l2
             raise TypeError(f"check_gradients: {arg} must be a jaxbp {cls.__name__}, got "
                             f"{type(v).__name__}. Fix: pass e.g. {fix}.")
     tol = _tol(rtol, fd_rtol, step)
-    l1, l2 = _check_coeff("l1", l1), _check_coeff("l2", l2)
+    l1 = non_negative("check_gradients", "l1", l1, "l1=1e-4")
+    l2 = non_negative("check_gradients", "l2", l2, "l2=1e-4")
     # Reused across calls with the same network, loss and options (compiled once per shape).
     net_oracle = _network_oracle(net, loss, l1, l2, grad_fn, regularize, key)
     prefix = "layers" if net.sublayers else ""
@@ -390,7 +392,7 @@ def check_gradients(net: Layer, loss: Loss, params, x, y, *, l1: float = 0.0, l2
         params, x, y = to64(params), to64(x), to64(y)
         manual, auto, fds = witnesses(net_oracle, params, (x, y), step=tol.step)
         leaves = jax.tree_util.tree_leaves_with_path(params)
-        mask = jax.tree_util.tree_leaves(_mask(params, regularize))
+        mask = jax.tree_util.tree_leaves(penalty_mask(params, regularize))
         ctxs = [Context(batch=int(x.shape[0]), param=np.asarray(v), l1=l1 * on, l2=l2 * on)
                 for (_, v), on in zip(leaves, mask)]
         if jax.tree_util.tree_structure(manual) != jax.tree_util.tree_structure(params):

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp._core import Array, Layer, Loss, Params
+from jaxbp._validate import fail, non_negative, one_of, require_layer, require_loss
 
 GradFn = Callable[..., tuple[Array, Params]]
 
@@ -27,17 +28,7 @@ def is_weight(leaf: Array) -> bool:
     return getattr(leaf, "ndim", 0) >= 2
 
 
-def _check_coeff(arg: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{arg}={value!r} must be a non-negative number, e.g. {arg}=1e-4.") from None
-    if not v >= 0.0:  # also rejects NaN
-        raise ValueError(f"{arg}={value!r} must be a non-negative number, e.g. {arg}=1e-4.")
-    return v
-
-
-def _mask(params: Params, regularize) -> Params:
+def penalty_mask(params: Params, regularize) -> Params:
     """A pytree of Python bools, ``True`` where a leaf is penalised."""
     if regularize is None:
         return jax.tree_util.tree_map(is_weight, params)
@@ -54,7 +45,7 @@ def _mask(params: Params, regularize) -> Params:
 
 def penalty(params: Params, *, l1: float = 0.0, l2: float = 0.0, regularize=None) -> Array:
     """``l1 * sum |w| + (l2 / 2) * sum w^2`` over the penalised leaves."""
-    mask = _mask(params, regularize)
+    mask = penalty_mask(params, regularize)
     total = jnp.zeros((), jnp.result_type(*jax.tree_util.tree_leaves(params) or [jnp.float32]))
     for leaf, on in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(mask)):
         if on:
@@ -70,7 +61,7 @@ def penalty_grad(params: Params, *, l1: float = 0.0, l2: float = 0.0, regularize
 
     ``sign(0) = 0`` is the subgradient chosen at the kink of ``|w|``; zero elsewhere.
     """
-    mask = _mask(params, regularize)
+    mask = penalty_mask(params, regularize)
 
     def g(leaf, on):
         if not on:
@@ -87,18 +78,13 @@ def penalty_grad(params: Params, *, l1: float = 0.0, l2: float = 0.0, regularize
 
 def check_net_and_loss(net: Layer, loss: Loss, where: str = "") -> None:
     """Raises a TypeError naming ``where`` (e.g. ``"fit"``) if ``net``/``loss`` are not jaxbp's."""
-    prefix = f"{where}: " if where else ""
-    if not isinstance(net, Layer):
-        raise TypeError(f"{prefix}net must be a jaxbp Layer (e.g. bp.serial(...)), got "
-                        f"{type(net).__name__}.")
-    if not isinstance(loss, Loss):
-        raise TypeError(f"{prefix}loss must be a jaxbp Loss (e.g. bp.mse()), got "
-                        f"{type(loss).__name__}. Fix: call the factory, bp.mse() rather than bp.mse.")
+    require_layer(where, net, "net", "bp.serial(...)")
+    require_loss(where, loss)
 
 
 def _validate(net: Layer, loss: Loss, l1, l2) -> tuple[float, float]:
     check_net_and_loss(net, loss)
-    return _check_coeff("l1", l1), _check_coeff("l2", l2)
+    return non_negative("", "l1", l1, "l1=1e-4"), non_negative("", "l2", l2, "l2=1e-4")
 
 
 def backprop(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
@@ -172,6 +158,18 @@ def autodiff(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
 GRADIENTS = {"backprop": backprop, "autodiff": autodiff}
 
 
+def gradient_source(grad, where: str = "", arg: str = "grad") -> Callable[..., GradFn]:
+    """The gradient factory ``grad`` names: ``bp.backprop``, ``bp.autodiff``, their names, or
+    any factory ``(net, loss, *, l1, l2, regularize) -> grad_fn``."""
+    if isinstance(grad, str):
+        return GRADIENTS[one_of(where, arg, grad, GRADIENTS, "a gradient source",
+                                f"{arg}='backprop' or {arg}=bp.autodiff")]
+    if not callable(grad):
+        fail(where, arg, grad, "bp.backprop, bp.autodiff or their name (or a gradient factory)",
+             f"{arg}=bp.backprop", error=TypeError)
+    return grad
+
+
 # --------------------------------------------------------------------------------------
 # The custom_vjp bridge: a layer whose jax.grad runs its hand-derived backward.
 
@@ -239,9 +237,7 @@ def as_custom_vjp(layer: Layer) -> Callable[..., Array]:
       >>> g.b.tolist()   # d(sum y)/db = batch size, by the hand-derived db = sum_batch dy
       [4.0, 4.0]
     """
-    if not isinstance(layer, Layer):
-        raise TypeError(f"as_custom_vjp: layer must be a jaxbp Layer, got {type(layer).__name__}. "
-                        f"Fix: call the factory, e.g. bp.relu() rather than bp.relu.")
+    require_layer("as_custom_vjp", layer)
 
     @jax.custom_vjp
     def apply(params, x, key):

@@ -35,7 +35,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxbp._core import Array, Layer, Loss, Params
-from jaxbp.gradients import GRADIENTS, GradFn
+from jaxbp.gradients import GradFn, gradient_source
 from jaxbp.losses import weighted
 
 BATCH_AXIS = "batch"
@@ -179,14 +179,7 @@ def data_parallel(gradient: str | Callable[..., GradFn] = "backprop", *,
       >>> grads[0].w.shape
       (2, 4)
     """
-    if isinstance(gradient, str):
-        if gradient not in GRADIENTS:
-            raise ValueError(f"gradient={gradient!r} is not a gradient source; expected one of "
-                             f"{sorted(GRADIENTS)} or a factory such as bp.backprop.")
-        gradient = GRADIENTS[gradient]
-    elif not callable(gradient):
-        raise TypeError(f"gradient={gradient!r} must be bp.backprop, bp.autodiff or a factory "
-                        f"(net, loss, **penalties) -> grad_fn; got {type(gradient).__name__}.")
+    gradient = gradient_source(gradient, "data_parallel", "gradient")
     mesh = devices if isinstance(devices, Mesh) else make_mesh(devices)
     n = mesh.size
     rows, whole = batch_sharding(mesh), replicated(mesh)

@@ -37,7 +37,8 @@ import optax
 from jaxbp import checkpoint, parallel
 from jaxbp._compile import Jitted, auto_options, check_compiler_options, platform_of
 from jaxbp._core import Array, Layer, Loss, Params, PRNGKey
-from jaxbp.gradients import GRADIENTS, _check_coeff, backprop, check_net_and_loss
+from jaxbp._validate import non_negative
+from jaxbp.gradients import backprop, check_net_and_loss, gradient_source
 from jaxbp.losses import weighted
 from jaxbp.optim import apply_updates
 
@@ -82,18 +83,6 @@ class FitResult(NamedTuple):
 
 # --------------------------------------------------------------------------------------
 # Argument checks
-
-
-def _grad_factory(grad) -> Callable:
-    if isinstance(grad, str):
-        if grad not in GRADIENTS:
-            raise ValueError(f"grad={grad!r} is not a gradient source; expected one of "
-                             f"{sorted(GRADIENTS)}. Fix: grad='backprop' or grad=bp.autodiff.")
-        return GRADIENTS[grad]
-    if not callable(grad):
-        raise TypeError(f"grad={grad!r} must be bp.backprop, bp.autodiff or their name. "
-                        f"Fix: grad=bp.backprop.")
-    return grad
 
 
 def _check_optimizer(optimizer) -> None:
@@ -200,7 +189,7 @@ def _checked_update(where, net, loss, optimizer, grad, l1, l2, regularize, compi
     """The update function of a step and the checked ``compiler_options``."""
     _check_optimizer(optimizer)
     options = check_compiler_options(where, compiler_options)
-    grad_fn = _grad_factory(grad)(net, loss, l1=l1, l2=l2, regularize=regularize)
+    grad_fn = gradient_source(grad)(net, loss, l1=l1, l2=l2, regularize=regularize)
     return _update_fn(grad_fn, optimizer), options
 
 
@@ -604,8 +593,8 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
     options_spec = check_compiler_options("fit", compiler_options)
     found = _checkpoint_to_resume(checkpoint_dir, resume, state, keep_checkpoints)
     mesh = None if devices is None else parallel.make_mesh(devices)
-    cfg = _Config(net, loss, optimizer, _grad_factory(grad), _check_coeff("l1", l1),
-                  _check_coeff("l2", l2), regularize, batch_size, bool(shuffle), mesh)
+    cfg = _Config(net, loss, optimizer, gradient_source(grad), non_negative("fit", "l1", l1, "l1=1e-4"),
+                  non_negative("fit", "l2", l2, "l2=1e-4"), regularize, batch_size, bool(shuffle), mesh)
     try:
         hash(cfg)
     except TypeError:
