@@ -447,13 +447,5 @@ def assert_gradients_match(net: Layer, loss: Loss, params, x, y, **options) -> G
     return check_gradients(net, loss, params, x, y, **options).raise_if_failed()
 
 
-def cli_main(args) -> int:
-    """Handler of ``jaxbp check`` (imported lazily by ``jaxbp.cli``): every built-in case."""
-    from jaxbp._builtin_cases import run_builtin_checks
-
-    return run_builtin_checks(only=args.only, draws=args.draws, seed=args.seed)
-
-
 __all__ = ["FD_RTOL", "RTOL", "STEP", "GradientCheckError", "GradientReport", "LeafCheck",
-           "assert_gradients_match", "check_gradients", "check_layer", "check_loss",
-           "cli_main"]
+           "assert_gradients_match", "check_gradients", "check_layer", "check_loss"]

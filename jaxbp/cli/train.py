@@ -1,7 +1,7 @@
-"""The ``jaxbp`` console command.
+"""``jaxbp train [xor|spirals|moons|digits]``: train a network from the command line.
 
-``jaxbp train`` (no arguments) trains XOR by hand-derived backprop under ``jit``: it first checks
-the manual gradients against ``jax.grad``, then shows progress and the final predictions.
+With no arguments it trains XOR by hand-derived backprop under ``jit``: it first checks the
+manual gradients against ``jax.grad``, then shows progress and the final predictions.
 """
 
 from __future__ import annotations
@@ -71,16 +71,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
-def _add_train_parser(sub) -> None:
+HELP = "train a network (default: XOR by hand-derived backprop)"
+DESCRIPTION = ("Train an MLP (or on digits, with --model cnn, a CNN) by hand-derived backprop (or "
+               "autodiff) under jit. Checks the manual gradients against jax.grad first; ends "
+               "with the final metrics, one per line as 'name: value'.")
+
+
+def add_arguments(train) -> None:
     from jaxbp.layers import ACTIVATIONS
     from jaxbp.optim import OPTIMIZERS
 
-    train = sub.add_parser(
-        "train", help="train a network (default: XOR by hand-derived backprop)",
-        description="Train an MLP (or on digits, with --model cnn, a CNN) by hand-derived "
-                    "backprop (or autodiff) under jit. Checks the "
-                    "manual gradients against jax.grad first; ends with the final metrics, "
-                    "one per line as 'name: value'.")
     train.add_argument("dataset", nargs="?", default="xor", choices=sorted(TRAIN_DEFAULTS),
                        help="data set (default xor)")
     train.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
@@ -118,7 +118,6 @@ def _add_train_parser(sub) -> None:
     train.add_argument("--no-progress", action="store_true", help="no progress output")
     train.add_argument("--plot", metavar="FILE.png",
                        help="write loss/accuracy curves (and a 2-D decision boundary)")
-    train.set_defaults(func=_cmd_train)
 
 
 def _gradient_check(net, loss, params, x, y, *, l1, l2, key) -> float:
@@ -214,7 +213,7 @@ def _make_optimizer(args, cfg):
     return OPTIMIZERS[name](lr), f"jaxbp.optim.{name}(learning_rate={lr_name})"
 
 
-def _cmd_train(args, out=print) -> int:
+def run(args, out=print) -> int:
     import jaxbp as bp
     from jaxbp import data, plot, train
 
@@ -350,27 +349,3 @@ def _resume_from(args):
 
 def _param_dtype(params):
     return jax.tree_util.tree_leaves(params)[0].dtype
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="jaxbp", description="Hand-derived backpropagation beside jax.grad.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    check = sub.add_parser("check", help="verify the hand-derived gradients of every built-in "
-                           "layer and loss (exit 1 on any failure)")
-    check.add_argument("--only", metavar="NAME", help="only cases whose name contains NAME")
-    check.add_argument("--draws", type=int, default=2, help="draws per batch size (default 2)")
-    check.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    check.set_defaults(func=lambda a: __import__("jaxbp.check", fromlist=["_"]).cli_main(a))
-    _add_train_parser(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
