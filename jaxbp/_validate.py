@@ -58,8 +58,8 @@ def number_in(where: str, arg: str, value: Any, *, low: float | None = None,
     raise ``ValueError``. ``expected`` names the range in words (default: the interval).
     """
     if not expected:
-        lo = "-inf" if low is None else f"{low:g}"
-        hi = "inf" if high is None else f"{high:g}"
+        lo = "-inf" if low is None else f"{float(low)}"
+        hi = "inf" if high is None else f"{float(high)}"
         expected = (f"a number in {'(' if low_open or low is None else '['}{lo}, {hi}"
                     f"{')' if high_open or high is None else ']'}")
     if isinstance(value, bool):

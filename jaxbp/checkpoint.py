@@ -29,6 +29,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxbp._validate import int_at_least
+
 FORMAT = "jaxbp-checkpoint"
 VERSION = 1
 _MANIFEST = "manifest"
@@ -348,8 +350,7 @@ def save_step(directory: str | os.PathLike, step: int, tree: Any, *,
               metadata: dict | None = None, keep: int = 2) -> Path:
     """Saves ``tree`` as step ``step`` in ``directory`` (created if needed), keeping the newest
     ``keep`` checkpoints and removing older ones and temporary files that crashed saves left."""
-    if not isinstance(keep, int) or keep < 1:
-        raise ValueError(f"keep={keep!r} must be an int >= 1 (how many checkpoints to keep).")
+    keep = int_at_least("save_step", "keep", keep, 1, "keep=2 (how many checkpoints to keep)")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob(".checkpoint_*.npz.*.tmp"):

@@ -18,6 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxbp._validate import int_at_least, number_in, one_of
+
 
 class Split(NamedTuple):
     """One split of a data set: inputs ``x: (n, ...)`` and targets ``y: (n,)`` or ``(n, k)``."""
@@ -42,21 +44,12 @@ class Dataset(NamedTuple):
     num_classes: int
 
 
-def _check_n(fname: str, n, minimum: int = 2) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < minimum:
-        raise ValueError(f"{fname}: n={n!r} must be an int >= {minimum} (examples in total). "
-                         f"Fix: e.g. {fname}(n=400).")
-    return int(n)
-
-
-def _check_noise(fname: str, noise) -> float:
-    try:
-        v = float(noise)
-    except (TypeError, ValueError):
-        raise TypeError(f"{fname}: noise={noise!r} must be a number >= 0. Fix: noise=0.1.") from None
-    if not v >= 0.0:
-        raise ValueError(f"{fname}: noise={noise!r} must be a number >= 0. Fix: noise=0.1.")
-    return v
+def _two_classes(fname: str, n, noise, seed) -> tuple[int, float, np.random.Generator]:
+    """The checked arguments of a two-class generator: points per class, noise and the RNG."""
+    n = int_at_least(fname, "n", n, 2, f"{fname}(n=400)")
+    noise = number_in(fname, "noise", noise, low=0.0, expected="a number >= 0",
+                      example="noise=0.1")
+    return n // 2, noise, np.random.default_rng(seed)
 
 
 def xor() -> tuple[np.ndarray, np.ndarray]:
@@ -75,10 +68,7 @@ def spirals(n: int = 600, *, noise: float = 0.05, turns: float = 1.5,
     Returns:
       ``x: (2 (n // 2), 2)`` float64 and ``y: (2 (n // 2),)`` int32 labels.
     """
-    n = _check_n("spirals", n)
-    noise = _check_noise("spirals", noise)
-    rng = np.random.default_rng(seed)
-    half = n // 2
+    half, noise, rng = _two_classes("spirals", n, noise, seed)
     xs, ys = [], []
     for c in (0, 1):
         t = rng.uniform(0.05, 1.0, half)
@@ -96,10 +86,7 @@ def moons(n: int = 600, *, noise: float = 0.1, seed: int = 0) -> tuple[np.ndarra
     Returns:
       ``x: (2 (n // 2), 2)`` float64 and ``y: (2 (n // 2),)`` int32 labels.
     """
-    n = _check_n("moons", n)
-    noise = _check_noise("moons", noise)
-    rng = np.random.default_rng(seed)
-    half = n // 2
+    half, noise, rng = _two_classes("moons", n, noise, seed)
     a0, a1 = rng.uniform(0.0, np.pi, half), rng.uniform(0.0, np.pi, half)
     x = np.concatenate([np.stack([np.cos(a0), np.sin(a0)], axis=1),
                         np.stack([1.0 - np.cos(a1), 0.5 - np.sin(a1)], axis=1)])
@@ -138,9 +125,9 @@ def split(x: np.ndarray, y: np.ndarray, *, val: float = 0.15, test: float = 0.15
     """
     if len(x) != len(y):
         raise ValueError(f"split: x has {len(x)} examples but y has {len(y)}; they must match.")
-    for arg, f in (("val", val), ("test", test)):
-        if not 0.0 <= float(f) < 1.0:
-            raise ValueError(f"split: {arg}={f!r} must be a fraction in [0, 1). Fix: {arg}=0.15.")
+    val, test = (number_in("split", arg, f, low=0.0, high=1.0, high_open=True,
+                           expected="a fraction in [0, 1)", example=f"{arg}=0.15")
+                 for arg, f in (("val", val), ("test", test)))
     n = len(x)
     n_val = max(1, round(val * n)) if val > 0 else 0
     n_test = max(1, round(test * n)) if test > 0 else 0
@@ -178,8 +165,7 @@ def load(name: str, *, seed: int = 0, n: int | None = None, noise: float | None 
       noise: noise level (spirals default 0.05, moons 0.1).
       val, test: split fractions (see :func:`split`).
     """
-    if name not in NAMES:
-        raise ValueError(f"load: name={name!r} is not a data set; expected one of {NAMES}.")
+    one_of("load", "name", name, NAMES, "a data set", "load('spirals')")
     if name == "xor":
         return Dataset("xor", Split(*xor()), None, None, 2)
     if name == "digits":

@@ -24,12 +24,13 @@ Examples:
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
 import optax
+
+from jaxbp._validate import number_in, positive_int
 
 Schedule = Callable[[jax.Array], jax.Array]
 LearningRate = Union[float, Schedule]
@@ -39,31 +40,13 @@ LearningRate = Union[float, Schedule]
 # Schedules and argument checks
 
 
-def _check_number(fname: str, arg: str, value: Any, *, low: float, high: float | None = None,
-                  low_open: bool = False, high_open: bool = False, example: str = "") -> float:
-    lo = "(" if low_open else "["
-    hi = ")" if high_open else "]"
-    expected = f"a number in {lo}{low}, {'inf' if high is None else high}{hi}"
-    fix = f" Fix: e.g. {example}." if example else ""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{fname}: {arg}={value!r} must be {expected}.{fix}") from None
-    ok = (v > low if low_open else v >= low) and math.isfinite(v)
-    if high is not None:
-        ok = ok and (v < high if high_open else v <= high)
-    if not ok:
-        raise ValueError(f"{fname}: {arg}={value!r} must be {expected}.{fix}")
-    return v
-
-
 def _learning_rate(fname: str, learning_rate: LearningRate) -> Schedule:
     """A schedule ``count -> alpha`` from a number or a callable."""
     if callable(learning_rate):
         return learning_rate
     if isinstance(learning_rate, (int, float)) or hasattr(learning_rate, "__float__"):
-        lr = _check_number(fname, "learning_rate", learning_rate, low=0.0, low_open=True,
-                           example=f"{fname}(learning_rate=0.01)")
+        lr = number_in(fname, "learning_rate", learning_rate, low=0.0, low_open=True,
+                       example=f"{fname}(learning_rate=0.01)")
         return lambda count: lr
     raise TypeError(
         f"{fname}: learning_rate={learning_rate!r} must be a positive number or a schedule "
@@ -87,13 +70,11 @@ def step_decay(init_value: float, decay_rate: float, step_size: int) -> Schedule
     Returns:
       A schedule ``count -> alpha``, usable as any optimizer's ``learning_rate``.
     """
-    init_value = _check_number("step_decay", "init_value", init_value, low=0.0, low_open=True,
-                               example="step_decay(0.1, 0.5, 100)")
-    decay_rate = _check_number("step_decay", "decay_rate", decay_rate, low=0.0, low_open=True,
-                               example="step_decay(0.1, 0.5, 100)")
-    if not isinstance(step_size, int) or isinstance(step_size, bool) or step_size <= 0:
-        raise ValueError(f"step_decay: step_size={step_size!r} must be a positive int (updates "
-                         f"per level). Fix: e.g. step_decay(0.1, 0.5, 100).")
+    init_value = number_in("step_decay", "init_value", init_value, low=0.0, low_open=True,
+                           example="step_decay(0.1, 0.5, 100)")
+    decay_rate = number_in("step_decay", "decay_rate", decay_rate, low=0.0, low_open=True,
+                           example="step_decay(0.1, 0.5, 100)")
+    step_size = positive_int("step_decay", "step_size", step_size, "step_decay(0.1, 0.5, 100)")
 
     def schedule(count):
         return init_value * decay_rate ** jnp.floor(_as_float(count) / step_size)
@@ -109,14 +90,12 @@ def exponential_decay(init_value: float, decay_rate: float, transition_steps: in
     function, computed with a float32 exponent; this one uses the default float (float64 under
     ``jax_enable_x64``).
     """
-    init_value = _check_number("exponential_decay", "init_value", init_value, low=0.0,
-                               low_open=True, example="exponential_decay(0.1, 0.5, 1000)")
-    decay_rate = _check_number("exponential_decay", "decay_rate", decay_rate, low=0.0,
-                               low_open=True, example="exponential_decay(0.1, 0.5, 1000)")
-    if not isinstance(transition_steps, int) or isinstance(transition_steps, bool) \
-            or transition_steps <= 0:
-        raise ValueError(f"exponential_decay: transition_steps={transition_steps!r} must be a "
-                         f"positive int. Fix: e.g. exponential_decay(0.1, 0.5, 1000).")
+    init_value = number_in("exponential_decay", "init_value", init_value, low=0.0,
+                           low_open=True, example="exponential_decay(0.1, 0.5, 1000)")
+    decay_rate = number_in("exponential_decay", "decay_rate", decay_rate, low=0.0,
+                           low_open=True, example="exponential_decay(0.1, 0.5, 1000)")
+    transition_steps = positive_int("exponential_decay", "transition_steps", transition_steps,
+                                    "exponential_decay(0.1, 0.5, 1000)")
 
     def schedule(count):
         return init_value * decay_rate ** (_as_float(count) / transition_steps)
@@ -198,8 +177,8 @@ def momentum(learning_rate: LearningRate, beta: float = 0.9, *,
     """
     fname = "nesterov" if nesterov else "momentum"
     lr = _learning_rate(fname, learning_rate)
-    beta = _check_number(fname, "beta", beta, low=0.0, high=1.0, high_open=True,
-                         example=f"{fname}(learning_rate=0.01, beta=0.9)")
+    beta = number_in(fname, "beta", beta, low=0.0, high=1.0, high_open=True,
+                     example=f"{fname}(learning_rate=0.01, beta=0.9)")
 
     def init(params):
         return MomentumState(count=_count0(), velocity=_zeros(params))
@@ -239,9 +218,9 @@ def adagrad(learning_rate: LearningRate, initial_accumulator_value: float = 0.1,
     not moved). Equals ``optax.adagrad`` with the same arguments.
     """
     lr = _learning_rate("adagrad", learning_rate)
-    init_acc = _check_number("adagrad", "initial_accumulator_value", initial_accumulator_value,
-                             low=0.0, example="adagrad(0.1, initial_accumulator_value=0.1)")
-    eps = _check_number("adagrad", "eps", eps, low=0.0, example="adagrad(0.1, eps=1e-7)")
+    init_acc = number_in("adagrad", "initial_accumulator_value", initial_accumulator_value,
+                         low=0.0, example="adagrad(0.1, initial_accumulator_value=0.1)")
+    eps = number_in("adagrad", "eps", eps, low=0.0, example="adagrad(0.1, eps=1e-7)")
 
     def init(params):
         s = jax.tree_util.tree_map(lambda p: jnp.full_like(p, init_acc), params)
@@ -274,9 +253,9 @@ def rmsprop(learning_rate: LearningRate, decay: float = 0.9,
     with ``nu_{-1} = 0``. Equals ``optax.rmsprop`` with the same arguments.
     """
     lr = _learning_rate("rmsprop", learning_rate)
-    decay = _check_number("rmsprop", "decay", decay, low=0.0, high=1.0, high_open=True,
-                          example="rmsprop(1e-3, decay=0.9)")
-    eps = _check_number("rmsprop", "eps", eps, low=0.0, example="rmsprop(1e-3, eps=1e-8)")
+    decay = number_in("rmsprop", "decay", decay, low=0.0, high=1.0, high_open=True,
+                      example="rmsprop(1e-3, decay=0.9)")
+    eps = number_in("rmsprop", "eps", eps, low=0.0, example="rmsprop(1e-3, eps=1e-8)")
 
     def init(params):
         return RmspropState(count=_count0(), nu=_zeros(params))
@@ -312,11 +291,11 @@ def adam(learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999,
     zero. Equals ``optax.adam`` with the same arguments.
     """
     lr = _learning_rate("adam", learning_rate)
-    b1 = _check_number("adam", "b1", b1, low=0.0, high=1.0, high_open=True,
-                       example="adam(1e-3, b1=0.9)")
-    b2 = _check_number("adam", "b2", b2, low=0.0, high=1.0, high_open=True,
-                       example="adam(1e-3, b2=0.999)")
-    eps = _check_number("adam", "eps", eps, low=0.0, example="adam(1e-3, eps=1e-8)")
+    b1 = number_in("adam", "b1", b1, low=0.0, high=1.0, high_open=True,
+                   example="adam(1e-3, b1=0.9)")
+    b2 = number_in("adam", "b2", b2, low=0.0, high=1.0, high_open=True,
+                   example="adam(1e-3, b2=0.999)")
+    eps = number_in("adam", "eps", eps, low=0.0, example="adam(1e-3, eps=1e-8)")
 
     def init(params):
         return AdamState(count=_count0(), mu=_zeros(params), nu=_zeros(params))
