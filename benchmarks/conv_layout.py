@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+import jaxbp.layers._windows as windows
 import jaxbp.layers.conv as conv
 from benchmarks import check, hlo, jaxbp_nets, timing
 from benchmarks.configs import CONFIGS, make_data
@@ -24,7 +25,7 @@ from benchmarks.configs import CONFIGS, make_data
 
 def kernel_grad_nhwc(x, dy, window, strides, pads):
     """``dw`` as ``conv.conv_kernel_grad``, with the batch axis moved explicitly."""
-    tails = conv.unused_tail(x.shape[1:3], window, strides, pads)
+    tails = windows.unused_tail(x.shape[1:3], window, strides, pads)
     grad_pads = [(lo, hi - tail) for (lo, hi), tail in zip(pads, tails)]
     out = lax.conv_general_dilated(
         jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(dy, (1, 2, 0, 3)), (1, 1), grad_pads,
@@ -35,7 +36,7 @@ def kernel_grad_nhwc(x, dy, window, strides, pads):
 def transpose_input_nhwc(dy, w, hw, strides, pads, groups=1):
     """``dx`` as ``conv.conv_transpose_input`` (ungrouped), the flipped kernel made HWIO."""
     kh, kw = w.shape[:2]
-    tails = conv.unused_tail(hw, (kh, kw), strides, pads)
+    tails = windows.unused_tail(hw, (kh, kw), strides, pads)
     trans_pads = [(k - 1 - lo, k - 1 - hi + tail)
                   for k, (lo, hi), tail in zip((kh, kw), pads, tails)]
     rhs = jnp.swapaxes(jnp.flip(w, axis=(0, 1)), 2, 3)

@@ -14,7 +14,8 @@ float32, median of 7 interleaved samples:
   the transpose back), so the product has row-major operands and goes to XLA's matmul library;
 - ``(dy^T x)^T``: ``dy`` transposed instead, and the small result transposed back;
 
-and which of them ``jaxbp.layers.dense.weight_grad`` picks for that shape.
+and which of them ``jaxbp.layers._matmul.weight_grad`` (dense's weight gradient) picks for
+that shape.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 
 import jaxbp  # noqa: F401  (loads the module below)
 
-dense = sys.modules["jaxbp.layers.dense"]
+dense = sys.modules["jaxbp.layers._matmul"]  # dense's weight gradient
 barrier = jax.lax.optimization_barrier
 
 FORMS = {

@@ -62,7 +62,7 @@ def number_in(where: str, arg: str, value: Any, *, low: float | None = None,
         hi = "inf" if high is None else f"{float(high)}"
         expected = (f"a number in {'(' if low_open or low is None else '['}{lo}, {hi}"
                     f"{')' if high_open or high is None else ']'}")
-    if isinstance(value, bool):
+    if isinstance(value, (bool, str, bytes)):  # float("0.5") would accept a string
         fail(where, arg, value, expected, example, error=TypeError, detail=detail)
     try:
         v = float(value)

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from jax import lax
 
 import jaxbp as bp
-from jaxbp.layers.conv import conv_kernel_grad, conv_transpose_input, resolve_padding
+from jaxbp.layers._windows import conv_transpose_input, resolve_padding
+from jaxbp.layers.conv import conv_kernel_grad
 from support import assert_layer_matches_vjp, layer_vjp_pair, rel_err
 
 PADDINGS = st.one_of(

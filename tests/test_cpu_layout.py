@@ -15,7 +15,7 @@ import pytest
 
 import jaxbp  # noqa: F401  (loads the module below)
 
-dense_module = sys.modules["jaxbp.layers.dense"]
+dense_module = sys.modules["jaxbp.layers._matmul"]  # dense's weight gradient
 
 # (batch, d_in, d_out) hitting each branch of _weight_grad_cpu, and the form it takes.
 BRANCHES = {"narrow": (128, 40, 3), "big": (256, 256, 256), "small": (64, 64, 128),

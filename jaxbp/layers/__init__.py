@@ -1,4 +1,11 @@
-"""Layers, one family per file; each is a ``Layer(init, forward, backward)``."""
+"""Layers, one family per file; each is a ``Layer(init, forward, backward)``.
+
+Layer files (dense, activations, conv, pooling, dropout, norm, recurrent, lstm, embedding)
+import only ``jaxbp._core``, ``jaxbp._validate`` and these helpers, never one another:
+``initializers`` (weight initialisers), ``_shared`` (bias broadcasting, parameter-free plumbing,
+input-shape checks), ``_windows`` (window arithmetic of conv and pooling), ``_sequence`` (the
+recurrences' layout and weights) and ``_matmul`` (dense's CPU weight-gradient layout).
+"""
 
 from jaxbp.layers.activations import (
     ACTIVATIONS,
@@ -12,10 +19,9 @@ from jaxbp.layers.activations import (
     softplus,
     tanh,
 )
-from jaxbp.layers.dense import (
+from jaxbp.layers.dense import DenseParams, dense
+from jaxbp.layers.initializers import (
     INITIALIZERS,
-    DenseParams,
-    dense,
     glorot_normal,
     glorot_uniform,
     he_normal,
@@ -23,10 +29,11 @@ from jaxbp.layers.dense import (
 )
 from jaxbp.layers.conv import Conv2DParams, conv2d
 from jaxbp.layers.dropout import dropout
+from jaxbp.layers.embedding import EmbeddingParams, embedding
 from jaxbp.layers.lstm import LSTMParams, lstm
 from jaxbp.layers.norm import LayerNormParams, layer_norm
 from jaxbp.layers.pooling import avg_pool, flatten, max_pool
-from jaxbp.layers.recurrent import EmbeddingParams, RNNParams, embedding, last_step, rnn
+from jaxbp.layers.recurrent import RNNParams, last_step, rnn
 
 __all__ = [
     "ACTIVATIONS",

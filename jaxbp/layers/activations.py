@@ -16,7 +16,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxbp._core import Array, Layer, check_input_shape
+from jaxbp._core import Array, Layer
+from jaxbp.layers._shared import check_array, same_shape_init
 
 
 def _elementwise(name: str, f: Callable[[Array], tuple[Array, object]],
@@ -26,19 +27,14 @@ def _elementwise(name: str, f: Callable[[Array], tuple[Array, object]],
     ``f(x) -> (y, cache)`` and ``df(cache) -> f'(x)``; backward is ``dx = dy * f'(x)``.
     """
 
-    def init(key, input_shape):
-        return (), check_input_shape(name, input_shape)
-
     def forward(params, x, *, key=None):
-        if not hasattr(x, "shape"):
-            raise TypeError(f"{name}: input x must be an array, got {type(x).__name__}. "
-                            f"Fix: pass jnp.asarray(x).")
+        check_array(name, x)
         return f(x)
 
     def backward(params, cache, dy):
         return (), dy * df(cache)
 
-    return Layer(init, forward, backward, name)
+    return Layer(same_shape_init(name), forward, backward, name)
 
 
 def identity() -> Layer:
@@ -144,9 +140,6 @@ def softmax() -> Layer:
     """
     name = "softmax"
 
-    def init(key, input_shape):
-        return (), check_input_shape(name, input_shape)
-
     def forward(params, x, *, key=None):
         z = x - jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))  # exp cannot overflow
         e = jnp.exp(z)
@@ -156,7 +149,7 @@ def softmax() -> Layer:
     def backward(params, y, dy):
         return (), y * (dy - jnp.sum(dy * y, axis=-1, keepdims=True))
 
-    return Layer(init, forward, backward, name)
+    return Layer(same_shape_init(name), forward, backward, name)
 
 
 ACTIVATIONS: dict[str, Callable[[], Layer]] = {

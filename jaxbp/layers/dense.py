@@ -1,4 +1,4 @@
-"""Fully connected layer ``y = x @ w + b`` and weight initialisers.
+"""Fully connected layer ``y = x @ w + b``.
 
 Forward (``x: (batch, d_in)``, ``w: (d_in, d_out)``, ``b: (d_out,)``)::
 
@@ -17,15 +17,15 @@ Extra leading axes (e.g. ``(batch, time, d_in)``) are treated as more batch axes
 
 from __future__ import annotations
 
-import math
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 
-from jaxbp._core import Array, Layer, check_input, check_input_shape, float_dtype
-
-Initializer = Callable[[jax.Array, tuple[int, ...], jnp.dtype], Array]
+from jaxbp._core import Array, Layer, check_input, check_input_shape
+from jaxbp._validate import positive_int
+from jaxbp.layers._matmul import weight_grad
+from jaxbp.layers._shared import bias_shape
+from jaxbp.layers.initializers import Initializer, get_initializer
 
 
 class DenseParams(NamedTuple):
@@ -33,109 +33,6 @@ class DenseParams(NamedTuple):
 
     w: Array
     b: Array
-
-
-def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    # (d_in, d_out) for dense; (kh, kw, c_in, c_out) for HWIO convolutions.
-    receptive = math.prod(shape[:-2]) if len(shape) > 2 else 1
-    return shape[-2] * receptive, shape[-1] * receptive
-
-
-def glorot_uniform(key, shape, dtype=None) -> Array:
-    """Glorot/Xavier uniform: ``U(-a, a)``, ``a = sqrt(6 / (fan_in + fan_out))``; for tanh/sigmoid."""
-    fan_in, fan_out = _fans(shape)
-    limit = math.sqrt(6.0 / (fan_in + fan_out))
-    return jax.random.uniform(key, shape, float_dtype(dtype), -limit, limit)
-
-
-def glorot_normal(key, shape, dtype=None) -> Array:
-    """Glorot/Xavier normal: ``N(0, 2 / (fan_in + fan_out))``."""
-    fan_in, fan_out = _fans(shape)
-    std = math.sqrt(2.0 / (fan_in + fan_out))
-    return std * jax.random.normal(key, shape, float_dtype(dtype))
-
-
-def he_normal(key, shape, dtype=None) -> Array:
-    """He/Kaiming normal: ``N(0, 2 / fan_in)``; keeps activations' scale through ReLUs."""
-    fan_in, _ = _fans(shape)
-    return math.sqrt(2.0 / fan_in) * jax.random.normal(key, shape, float_dtype(dtype))
-
-
-def he_uniform(key, shape, dtype=None) -> Array:
-    """He/Kaiming uniform: ``U(-a, a)``, ``a = sqrt(6 / fan_in)``."""
-    fan_in, _ = _fans(shape)
-    limit = math.sqrt(6.0 / fan_in)
-    return jax.random.uniform(key, shape, float_dtype(dtype), -limit, limit)
-
-
-INITIALIZERS: dict[str, Initializer] = {
-    "glorot_uniform": glorot_uniform,
-    "glorot_normal": glorot_normal,
-    "xavier_uniform": glorot_uniform,
-    "xavier_normal": glorot_normal,
-    "he_normal": he_normal,
-    "he_uniform": he_uniform,
-}
-
-
-def get_initializer(name: str, init: str | Initializer) -> Initializer:
-    """Resolves an initialiser given by name (see ``INITIALIZERS``) or as a callable."""
-    if callable(init):
-        return init
-    if init not in INITIALIZERS:
-        raise ValueError(
-            f"{name}: w_init={init!r} is not a known initialiser; expected one of "
-            f"{sorted(INITIALIZERS)} or a callable (key, shape, dtype) -> array."
-        )
-    return INITIALIZERS[init]
-
-
-def bias_shape(b: Array, ndim: int) -> Array:
-    """Reshapes a ``(d,)`` bias to broadcast explicitly against a rank-``ndim`` array."""
-    return b.reshape((1,) * (ndim - 1) + b.shape)
-
-
-def _weight_grad_cpu(x: Array, dy: Array) -> Array:
-    # Both operands of x^T dy are contracted over their rows (the batch axis). XLA:CPU hands
-    # such a product to a generic Eigen kernel, while a product of row-major operands goes to
-    # its faster matmul library. Measured in scanned training steps (benchmarks/analysis.md,
-    # "The dense weight gradient on CPU"), the Eigen kernel is
-    #   - 4-5x slower for a narrow dy (few outputs, e.g. a classifier's 10 logits), where
-    #     dw = (dy^T x)^T transposes only dy and the small result;
-    #   - 5-10% slower for a big batch (>= 256) not much narrower than d_in, and for small
-    #     products (<= 2^20 multiply-adds), where transposing x in memory first pays;
-    #   - as fast or faster otherwise (e.g. batch 128 with d_in 256-784), and for tiny x.
-    # optimization_barrier keeps XLA from folding the transposes back into the product.
-    barrier = jax.lax.optimization_barrier
-    form = weight_grad_form(*x.shape, dy.shape[1])
-    if form == "(dy^T x)^T":
-        return barrier(barrier(dy.T) @ x).T
-    if form == "(x^T) dy":
-        return barrier(x.T) @ dy
-    return x.T @ dy
-
-
-def weight_grad_form(batch: int, d_in: int, d_out: int) -> str:
-    """How :func:`weight_grad` lays out ``x^T dy`` on CPU for these sizes:
-    ``"x^T dy"`` (as written), ``"(x^T) dy"`` or ``"(dy^T x)^T"`` (see ``_weight_grad_cpu``)."""
-    if batch * d_in < 4096:
-        return "x^T dy"
-    if d_out <= 64 and 4 * d_out <= d_in:
-        return "(dy^T x)^T"
-    if 4 * batch >= d_in and (batch >= 256 or batch * d_in * d_out <= 2**20):
-        return "(x^T) dy"
-    return "x^T dy"
-
-
-def weight_grad(x: Array, dy: Array) -> Array:
-    """``dw = x^T @ dy`` for ``x: (batch, d_in)``, ``dy: (batch, d_out)``: the weight gradient
-    of :func:`dense`, summed over the batch.
-
-    The same product on every backend, to rounding; on CPU it is arranged by shape so that XLA
-    picks its fast matmul kernel (see ``_weight_grad_cpu``).
-    """
-    return jax.lax.platform_dependent(x, dy, cpu=_weight_grad_cpu,
-                                      default=lambda x, dy: x.T @ dy)
 
 
 def dense(d_out: int, *, w_init: str | Initializer = "glorot_uniform", dtype=None) -> Layer:
@@ -158,8 +55,7 @@ def dense(d_out: int, *, w_init: str | Initializer = "glorot_uniform", dtype=Non
       >>> y.shape, shape
       ((4, 3), (3,))
     """
-    if isinstance(d_out, bool) or not isinstance(d_out, int) or d_out <= 0:
-        raise ValueError(f"dense: d_out={d_out!r} must be a positive int, e.g. dense(16).")
+    d_out = positive_int("dense", "d_out", d_out, "dense(16)")
     name = f"dense({d_out})"
     w_initializer = get_initializer(name, w_init)
 

@@ -12,10 +12,16 @@ uses exactly the units that were dropped. In evaluation mode ``dx = dy``.
 
 from __future__ import annotations
 
+import numbers
+
 import jax
 import jax.numpy as jnp
 
-from jaxbp._core import Layer, check_input_shape
+from jaxbp._core import Layer
+from jaxbp._validate import fail, probability
+from jaxbp.layers._shared import check_array, same_shape_init
+
+_DROP_PROB = " — the chance of dropping a unit (not of keeping it)"
 
 
 def dropout(drop_prob: float) -> Layer:
@@ -36,21 +42,15 @@ def dropout(drop_prob: float) -> Layer:
       >>> sorted(set(y.ravel().tolist())) in ([0.0, 2.0], [0.0], [2.0])
       True
     """
-    if isinstance(drop_prob, bool) or not isinstance(drop_prob, (int, float)) or not (
-            0.0 <= drop_prob < 1.0):
-        raise ValueError(
-            f"dropout: drop_prob={drop_prob!r} must be a probability in [0, 1) — the chance of "
-            f"dropping a unit (not of keeping it). Fix: e.g. dropout(0.1).")
-    p = float(drop_prob)
+    if isinstance(drop_prob, bool) or not isinstance(drop_prob, numbers.Real):
+        # not a number at all (a string, a bool): the same ValueError as any bad probability
+        fail("dropout", "drop_prob", drop_prob, "a probability in [0, 1)", "dropout(0.1)",
+             detail=_DROP_PROB)
+    p = probability("dropout", "drop_prob", drop_prob, "dropout(0.1)", detail=_DROP_PROB)
     name = f"dropout({p:g})"
 
-    def init(key, input_shape):
-        return (), check_input_shape(name, input_shape)
-
     def forward(params, x, *, key=None):
-        if not hasattr(x, "shape"):
-            raise TypeError(f"{name}: input x must be an array, got {type(x).__name__}. "
-                            f"Fix: pass jnp.asarray(x).")
+        check_array(name, x)
         if key is None:
             return x, None
         keep = jax.random.bernoulli(key, 1.0 - p, x.shape)
@@ -62,4 +62,4 @@ def dropout(drop_prob: float) -> Layer:
 
     # jit: an eager call compiles once per shape instead of once per primitive (inlined under
     # an outer jit). Argument checks depend only on static shapes, so they still run.
-    return Layer(init, jax.jit(forward), jax.jit(backward), name)
+    return Layer(same_shape_init(name), jax.jit(forward), jax.jit(backward), name)

@@ -35,14 +35,11 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxbp._core import Array, Layer
-from jaxbp.layers.dense import Initializer, bias_shape, get_initializer
-from jaxbp.layers.recurrent import (
-    check_positive,
-    check_sequence,
-    sequence_shape,
-    shift_right,
-    time_major,
-)
+from jaxbp._validate import positive_int
+from jaxbp.layers._sequence import (affine_grads, check_sequence, recurrent_weights, shift_right,
+                                    time_major)
+from jaxbp.layers._shared import bias_shape
+from jaxbp.layers.initializers import Initializer
 
 
 class LSTMParams(NamedTuple):
@@ -85,17 +82,12 @@ def lstm(d_hidden: int, *, w_init: str | Initializer = "glorot_uniform",
         training); the other biases start at 0.
       dtype: parameter dtype; ``None`` uses JAX's default float.
     """
-    d_h = check_positive("lstm", "d_hidden", d_hidden)
+    d_h = positive_int("lstm", "d_hidden", d_hidden, "lstm(16)")
     name = f"lstm({d_h})"
-    # jitted draws (shape and dtype static): one compile per shape, not one per primitive
-    w_initializer = jax.jit(get_initializer(name, w_init), static_argnums=(1, 2))
-    h_initializer = jax.jit(get_initializer(name, recurrent_init), static_argnums=(1, 2))
+    draw = recurrent_weights(name, d_h, 4 * d_h, w_init, recurrent_init, dtype)
 
     def init(key, input_shape):
-        t, d_in = sequence_shape(name, input_shape)
-        k_x, k_h = jax.random.split(key)
-        w_x = w_initializer(k_x, (d_in, 4 * d_h), dtype)
-        w_h = h_initializer(k_h, (d_h, 4 * d_h), dtype).astype(w_x.dtype)
+        t, w_x, w_h = draw(key, input_shape)
         b = jnp.zeros((4 * d_h,), w_x.dtype).at[d_h:2 * d_h].set(forget_bias)
         return LSTMParams(w_x, w_h, b), (t, d_h)
 
@@ -144,10 +136,7 @@ def lstm(d_hidden: int, *, w_init: str | Initializer = "glorot_uniform",
         inputs = tuple(map(time_major, (dy, c, c_prev, gates)))
         _, das = lax.scan(step, (zeros, zeros), inputs, reverse=True)
         da = time_major(das)                                     # (batch, T, 4 d_h)
-        dw_x = jnp.einsum("bti,btk->ik", x, da)
-        dw_h = jnp.einsum("btj,btk->jk", shift_right(h), da)
-        db = jnp.sum(da, axis=(0, 1))
-        dx = da @ w_x.T
+        dw_x, dw_h, db, dx = affine_grads(x, h, da, w_x)
         return LSTMParams(dw_x, dw_h, db), dx
 
     # jit: an eager call compiles once per shape instead of once per primitive (inlined under

@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxbp._core import Array, Layer, check_input_shape, float_dtype
-from jaxbp.layers.dense import bias_shape
+from jaxbp._validate import positive_number
+from jaxbp.layers._shared import bias_shape
 
 
 class LayerNormParams(NamedTuple):
@@ -58,8 +59,7 @@ def layer_norm(eps: float = 1e-5, *, dtype=None) -> Layer:
       eps: added to the variance so a constant row does not divide by zero.
       dtype: parameter dtype; ``None`` uses JAX's default float.
     """
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-        raise ValueError(f"layer_norm: eps={eps!r} must be a positive number, e.g. 1e-5.")
+    eps = positive_number("layer_norm", "eps", eps, "layer_norm(eps=1e-5)")
     name = "layer_norm"
 
     def init(key, input_shape):

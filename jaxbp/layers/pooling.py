@@ -29,15 +29,8 @@ import numpy as np
 from jax import lax
 
 from jaxbp._core import Layer, check_input, check_input_shape
-from jaxbp.layers.conv import (
-    Padding,
-    check_images,
-    check_padding,
-    conv_transpose_input,
-    output_hw,
-    pair,
-    resolve_padding,
-)
+from jaxbp.layers._windows import (Padding, check_images, check_padding, conv_transpose_input,
+                                   image_shape, output_hw, pair, resolve_padding)
 
 
 def _pool_factory(kind: str, window, stride, padding):
@@ -56,11 +49,8 @@ def _pool_factory(kind: str, window, stride, padding):
         return pads, out
 
     def init(key, input_shape):
-        shape = check_input_shape(name, input_shape)
-        if len(shape) != 3:
-            raise ValueError(
-                f"{name}: input_shape={shape} must be (H, W, channels) without the batch axis "
-                f"(NHWC). Fix: pool images, e.g. after conv2d; input_shape like (8, 8, 16).")
+        shape = image_shape(name, input_shape, "channels",
+                            "pool images, e.g. after conv2d; input_shape like (8, 8, 16)")
         _, (ho, wo) = geometry(shape[:2])
         return (), (ho, wo, shape[2])
 
