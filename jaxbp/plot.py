@@ -28,7 +28,9 @@ def require_matplotlib():
     return plt
 
 
-def _check_path(path) -> str:
+def check_path(path) -> str:
+    """``path`` as a string, checked before any work is done: it ends in ``.png`` and its folder
+    exists; else a ValueError that names the path and the fix."""
     path = os.fspath(path)
     if not path.lower().endswith(".png"):
         raise ValueError(f"plot: path={path!r} must end in .png (the image is written as PNG). "
@@ -60,7 +62,7 @@ def save_training_plot(path, history: dict, *, x: np.ndarray | None = None,
     Returns:
       ``path``.
     """
-    path = _check_path(path)
+    path = check_path(path)
     plt = require_matplotlib()
     boundary = x is not None and predict is not None and np.ndim(x) == 2 and np.shape(x)[1] == 2
     panels = 2 + int(boundary)
@@ -109,4 +111,4 @@ def save_training_plot(path, history: dict, *, x: np.ndarray | None = None,
     return path
 
 
-__all__ = ["require_matplotlib", "save_training_plot"]
+__all__ = ["check_path", "require_matplotlib", "save_training_plot"]

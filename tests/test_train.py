@@ -11,7 +11,8 @@ import pytest
 import jaxbp as bp
 from jaxbp import optim
 from jaxbp._core import Layer
-from jaxbp.train import accuracy_for, evaluate, fit, make_train_step, masked
+from jaxbp.losses import weighted as masked
+from jaxbp.train import accuracy_for, evaluate, fit, make_train_step
 from support import assert_trees_close
 
 # --------------------------------------------------------------------------------------

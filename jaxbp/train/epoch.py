@@ -1,0 +1,203 @@
+"""Whole epochs as one ``jit``-compiled ``lax.scan`` of the step: over batches you cut
+(:func:`make_train_epoch`), and :func:`fit`'s epoch, which shuffles, pads and masks itself.
+
+fit's epoch is compiled once per configuration (:class:`EpochConfig`, static and hashable) and
+XLA options (:func:`epoch_program`); ``"auto"`` options are decided once per model and input
+shapes (:func:`epoch_options`). The masking of a ragged last batch is described in
+:mod:`jaxbp.train`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxbp import parallel
+from jaxbp._compile import auto_options, platform_of
+from jaxbp._core import Array, Layer, Loss, PRNGKey
+from jaxbp.gradients import backprop
+from jaxbp.losses import weighted
+from jaxbp.train.state import TrainState
+from jaxbp.train.step import compiled_update, update_fn
+
+
+def make_train_epoch(net: Layer, loss: Loss, optimizer: optax.GradientTransformation,
+                     grad=backprop, *, l1: float = 0.0, l2: float = 0.0, regularize=None,
+                     donate: bool = False, compiler_options=None):
+    """A whole epoch over batches you made, as one ``jit``-compiled ``lax.scan`` of the step.
+
+    The same update as :func:`make_train_step`, applied to ``xs[0], xs[1], ...`` in order, with
+    no Python between the steps. (:func:`fit` does this too, and also shuffles, pads a ragged
+    last batch and evaluates; use this when the batches are already cut.)
+
+    Args:
+      net, loss, optimizer, grad, l1, l2, regularize, donate, compiler_options: as in
+        :func:`make_train_step`.
+
+    Returns:
+      ``epoch(params, opt_state, xs, ys, key=None) -> (params, opt_state, metrics)``:
+      ``xs: (steps, batch, ...)`` and ``ys: (steps, batch, ...)`` (or any pytrees with that
+      leading axis); ``metrics = {"loss": (steps,)}``, each step's objective at the parameters
+      it started from. ``key`` is split into one key per step (for dropout); ``None`` runs
+      stochastic layers in evaluation mode.
+
+    Examples:
+      Forty examples cut into five batches of eight, one compiled call for all five steps:
+
+      >>> import jax, jax.numpy as jnp, jaxbp as bp
+      >>> x, y = jnp.ones((40, 2)), jnp.zeros((40, 1))
+      >>> xs, ys = x.reshape(5, 8, 2), y.reshape(5, 8, 1)
+      >>> net = bp.serial(bp.dense(4), bp.tanh(), bp.dense(1))
+      >>> epoch = bp.make_train_epoch(net, bp.mse(), bp.optim.sgd(0.1))
+      >>> params = net.init(jax.random.key(0), (2,))[0]
+      >>> params, opt_state, metrics = epoch(params, bp.optim.sgd(0.1).init(params), xs, ys)
+      >>> metrics["loss"].shape
+      (5,)
+    """
+    def program(update):
+        def epoch(params, opt_state, xs, ys, key=None):
+            steps = steps_of(xs, ys)
+            keys = None if key is None else jax.random.split(key, steps)
+
+            def body(carry, batch):
+                x, y, k = batch
+                params, opt_state, value = update(*carry, x, y, k)
+                return (params, opt_state), value
+
+            (params, opt_state), values = jax.lax.scan(body, (params, opt_state),
+                                                       (xs, ys, keys), length=steps)
+            return params, opt_state, {"loss": values}
+
+        return epoch
+
+    return compiled_update("make_train_epoch", program, net, loss, optimizer, grad, l1=l1,
+                           l2=l2, regularize=regularize, donate=donate,
+                           compiler_options=compiler_options)
+
+
+def steps_of(xs, ys) -> int:
+    """The common leading axis of every leaf of ``xs`` and ``ys`` (at least 1), or an error."""
+    sizes = {}
+    for name, tree in (("xs", xs), ("ys", ys)):
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+            shape = np.shape(leaf)
+            sizes[name + jax.tree_util.keystr(path)] = shape[0] if shape else None
+    found = set(sizes.values())
+    if len(found) != 1 or None in found or 0 in found:
+        shown = ", ".join(f"{k}: {v}" for k, v in sizes.items())
+        raise ValueError(
+            f"make_train_epoch: xs and ys must share a leading axis of steps (at least 1), got "
+            f"leading sizes {{{shown}}}. Fix: stack the batches, e.g. xs = x.reshape(steps, "
+            f"batch, *x.shape[1:]) and ys = y.reshape(steps, batch, *y.shape[1:]).")
+    return found.pop()
+
+
+# --------------------------------------------------------------------------------------
+# fit's epoch
+
+
+class EpochConfig(NamedTuple):
+    """The static part of fit's epoch: hashable, so equal configs share one compiled epoch."""
+
+    net: Layer
+    loss: Loss
+    optimizer: Any
+    grad: Callable
+    l1: float
+    l2: float
+    regularize: Any
+    batch_size: int
+    shuffle: bool
+    mesh: Any = None  # a jax.sharding.Mesh for data parallelism, or None for one device
+
+
+def epoch_batches(key: PRNGKey, n: int, batch_size: int, *, shuffle: bool = True):
+    """The order of one epoch: ``(index, mask)``, both ``(num_batches, batch_size)``.
+
+    ``index`` is a permutation of ``range(n)`` (identity without ``shuffle``), padded with
+    index 0 to ``num_batches * batch_size``; ``mask`` is ``True`` on real rows.
+    """
+    num_batches = -(-n // batch_size)
+    order = jax.random.permutation(key, n) if shuffle else jnp.arange(n)
+    pad = num_batches * batch_size - n
+    index = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)])
+    mask = jnp.arange(num_batches * batch_size) < n
+    return index.reshape(num_batches, batch_size), mask.reshape(num_batches, batch_size)
+
+
+def _epoch(state: TrainState, x: Array, y: Array, cfg: EpochConfig):
+    index, mask = epoch_batches(jax.random.fold_in(state.key, 0), x.shape[0], cfg.batch_size,
+                                shuffle=cfg.shuffle)
+    if cfg.mesh is not None:  # equal rows per device: extra rows carry weight exactly zero
+        extra = -index.shape[1] % cfg.mesh.size
+        index, mask = (jnp.pad(a, ((0, 0), (0, extra))) for a in (index, mask))
+    key, k_steps = jax.random.split(jax.random.fold_in(state.key, 1))
+    keys = jax.random.split(k_steps, index.shape[0])
+    real = jnp.sum(mask, axis=1)
+    dtype = jnp.result_type(*[a.dtype for a in jax.tree_util.tree_leaves(state.params)] or [float])
+    weights = mask.astype(dtype) / real.astype(dtype).reshape(-1, 1)
+
+    grad_fn = cfg.grad(cfg.net, weighted(cfg.loss), l1=cfg.l1, l2=cfg.l2,
+                       regularize=cfg.regularize)
+    update = update_fn(grad_fn, cfg.optimizer)
+
+    def body(carry, batch):
+        params, opt_state = carry
+        i, w, k = batch
+        xb, yb = jnp.take(x, i, axis=0), jnp.take(y, i, axis=0)
+        if cfg.mesh is not None:  # data parallel: rows sharded, parameters replicated
+            xb, yb, w = parallel.constrain((xb, yb, w), parallel.batch_sharding(cfg.mesh))
+        params, opt_state, value = update(params, opt_state, xb, (yb, w), k)
+        if cfg.mesh is not None:
+            params, opt_state = parallel.constrain((params, opt_state),
+                                                   parallel.replicated(cfg.mesh))
+        return (params, opt_state), value
+
+    (params, opt_state), values = jax.lax.scan(
+        body, (state.params, state.opt_state), (index, weights, keys))
+    objective = jnp.sum(values * real.astype(values.dtype)) / x.shape[0]
+    new = TrainState(params, opt_state, state.step + index.shape[0], state.epoch + 1, key)
+    return new, objective
+
+
+@functools.lru_cache(maxsize=None)
+def epoch_program(options: tuple) -> Callable:
+    """fit's jitted epoch, ``(state, x, y, cfg=) -> (state, objective)``, compiled with
+    ``dict(options)`` (one jit, hence one cache, per options); ``state`` is donated."""
+    return jax.jit(_epoch, static_argnames=("cfg",), donate_argnames=("state",),
+                   compiler_options=dict(options) or None)
+
+
+_AUTO_OPTIONS: dict = {}  # (cfg, input types) -> options "auto" chose for fit's epoch
+
+
+def epoch_options(spec, state: TrainState, x, y, cfg: EpochConfig) -> tuple:
+    """``fit``'s ``compiler_options`` as a hashable tuple; ``"auto"`` is decided once per model,
+    optimizer and input shapes from the lowered epoch (see ``jaxbp._compile``)."""
+    if spec is None:
+        return ()
+    if spec != "auto":
+        options = tuple(sorted(spec.items()))
+        try:
+            hash(options)
+        except TypeError:
+            raise TypeError(f"fit: compiler_options={spec!r:.80} has a value that is not "
+                            f"hashable; XLA options take numbers, strings or bools.") from None
+        return options
+    leaves, tree = jax.tree_util.tree_flatten((state, x, y))
+    key = (cfg, tree, tuple((np.shape(a), str(getattr(a, "dtype", type(a)))) for a in leaves))
+    if key not in _AUTO_OPTIONS:
+        lowered = epoch_program(()).lower(state, x, y, cfg=cfg)
+        if len(_AUTO_OPTIONS) >= 64:
+            _AUTO_OPTIONS.pop(next(iter(_AUTO_OPTIONS)))
+        _AUTO_OPTIONS[key] = tuple(sorted(auto_options(lowered, platform_of(x)).items()))
+    return _AUTO_OPTIONS[key]
+
+
+__all__ = ["EpochConfig", "epoch_batches", "epoch_options", "epoch_program", "make_train_epoch",
+           "steps_of"]

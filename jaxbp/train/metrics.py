@@ -1,0 +1,121 @@
+"""Evaluation: the loss and accuracy of parameters on data, in evaluation mode (``key=None``),
+and the checks and casts every entry point applies to its data."""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxbp._core import Array, Layer, Loss, Params
+
+Accuracy = Callable[[Array, Array], Array]  # (y_pred, y_true) -> per-example 0/1, shape (batch,)
+
+
+def check_xy(what: str, x, y) -> tuple[Array, Array]:
+    """``(x, y)`` if both are arrays with the same non-zero number of examples on axis 0."""
+    if not hasattr(x, "shape") or not hasattr(y, "shape"):
+        raise TypeError(f"{what}: x and y must be arrays with a leading batch axis, got "
+                        f"{type(x).__name__} and {type(y).__name__}. Fix: pass np.asarray(...).")
+    if len(x.shape) < 1 or len(y.shape) < 1 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"{what}: x has shape {tuple(x.shape)} and y has shape "
+                         f"{tuple(y.shape)}; both need the same non-zero number of examples "
+                         f"on axis 0. Fix: pass matching inputs and targets.")
+    return x, y
+
+
+def as_inputs(params, x, y) -> tuple[Array, Array]:
+    """Floating data in the parameters' float dtype; integer labels as int32."""
+    floats = [leaf.dtype for leaf in jax.tree_util.tree_leaves(params)
+              if jnp.issubdtype(leaf.dtype, jnp.floating)]
+    dtype = jnp.result_type(*floats) if floats else jnp.result_type(float)
+
+    def cast(a):
+        a = jnp.asarray(a)
+        if jnp.issubdtype(a.dtype, jnp.floating):
+            return a.astype(dtype)
+        if jnp.issubdtype(a.dtype, jnp.integer) or a.dtype == jnp.bool_:
+            return a.astype(jnp.int32)
+        return a
+
+    return cast(x), cast(y)
+
+
+@functools.lru_cache(maxsize=None)  # one function per loss, so compiled evaluations are shared
+def accuracy_for(loss: Loss) -> Accuracy:
+    """The usual classification accuracy for ``loss``, per example (1.0 correct, 0.0 not).
+
+    Integer labels ``(batch,)`` or one-hot targets with several outputs: ``argmax`` matches.
+    One output (binary): the prediction is positive when above 0 for logits
+    (``sigmoid_binary_cross_entropy``), above 0.5 for probabilities (anything else).
+    """
+    threshold = 0.0 if loss.name == "sigmoid_binary_cross_entropy" else 0.5
+
+    def accuracy(y_pred, y_true):
+        if y_true.ndim == 1 and jnp.issubdtype(y_true.dtype, jnp.integer):
+            hit = jnp.argmax(y_pred, axis=-1) == y_true
+        elif y_pred.shape[-1] > 1:
+            hit = jnp.argmax(y_pred, axis=-1) == jnp.argmax(y_true, axis=-1)
+            hit = jnp.all(hit.reshape(hit.shape[0], -1), axis=1)
+        else:
+            hit = (y_pred > threshold) == (y_true > 0.5)
+            hit = jnp.all(hit.reshape(hit.shape[0], -1), axis=1)
+        return hit.astype(jnp.result_type(float))
+
+    return accuracy
+
+
+def accuracy_fn(loss: Loss, accuracy) -> Accuracy | None:
+    """The accuracy ``accuracy`` asks for: ``"auto"`` (:func:`accuracy_for`), ``None`` or yours."""
+    if accuracy is None:
+        return None
+    if isinstance(accuracy, str):
+        if accuracy != "auto":
+            raise ValueError(f"accuracy={accuracy!r}: expected 'auto', None or a callable "
+                             f"(y_pred, y_true) -> per-example 0/1 of shape (batch,).")
+        return accuracy_for(loss)
+    if not callable(accuracy):
+        raise TypeError(f"accuracy={accuracy!r} must be 'auto', None or a callable "
+                        f"(y_pred, y_true) -> per-example 0/1 of shape (batch,).")
+    return accuracy
+
+
+def _evaluate_impl(params, x, y, net, loss, accuracy):
+    y_pred, _ = net.forward(params, x)
+    out = {"loss": loss.value(y_pred, y)}
+    if accuracy is not None:
+        out["accuracy"] = jnp.mean(accuracy(y_pred, y))
+    return out
+
+
+# Checked and cast inputs in, device scalars out: {"loss": J, "accuracy": a}.
+evaluate_arrays = jax.jit(_evaluate_impl, static_argnames=("net", "loss", "accuracy"))
+
+
+def metrics_of(params, splits, *, net: Layer, loss: Loss, accuracy: Accuracy | None) -> dict:
+    """``{"<name>_loss": float, "<name>_accuracy": float, ...}`` for each ``(name, (x, y))`` in
+    ``splits`` (checked and cast data), in that order."""
+    record = {}
+    for prefix, (xs, ys) in splits:
+        out = evaluate_arrays(params, xs, ys, net=net, loss=loss, accuracy=accuracy)
+        for k in ("loss", "accuracy"):
+            if k in out:
+                record[f"{prefix}_{k}"] = float(out[k])
+    return record
+
+
+def evaluate(net: Layer, loss: Loss, params: Params, x, y, *, accuracy="auto") -> dict:
+    """Loss (without penalties) and accuracy of ``params`` on ``(x, y)``, in evaluation mode.
+
+    Returns:
+      ``{"loss": float, "accuracy": float}`` (no ``"accuracy"`` when ``accuracy=None``).
+    """
+    x, y = as_inputs(params, *check_xy("evaluate", x, y))
+    out = evaluate_arrays(params, x, y, net=net, loss=loss, accuracy=accuracy_fn(loss, accuracy))
+    return {k: float(out[k]) for k in ("loss", "accuracy") if k in out}
+
+
+__all__ = ["Accuracy", "accuracy_fn", "accuracy_for", "as_inputs", "check_xy", "evaluate",
+           "evaluate_arrays", "metrics_of"]

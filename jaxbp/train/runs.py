@@ -1,0 +1,136 @@
+"""A run on disk: what ``fit(..., checkpoint_dir=)`` saves after every epoch, how it resumes,
+and :func:`load_run`, which reads a run back without knowing the layout.
+
+Layout (see :mod:`jaxbp.checkpoint` for the file format and its guarantees): one
+``checkpoint_<epoch>.npz`` per epoch (the newest ``keep`` are kept) holding the tree
+``{"state": TrainState}`` — plus ``{"best": {"params", "opt_state"}}`` when early stopping has
+a best epoch — with the metadata ``{"history": ..., "best_value", "best_epoch", "wait"}``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+
+from jaxbp import checkpoint
+from jaxbp._core import Params, PRNGKey
+from jaxbp.train.state import FitResult, TrainState, init_state
+from jaxbp.train.stopping import Best
+
+
+class Spelling(NamedTuple):
+    """How the caller spells the checkpoint arguments, so the resume checks speak its language."""
+
+    where: str  # the prefix of each message, e.g. "fit: "
+    resume: str  # the resume argument, e.g. "resume=True"
+    directory: str  # the directory argument, e.g. "checkpoint_dir="
+    shown: str  # a given directory, e.g. "checkpoint_dir={!r}" (formatted with the path)
+    example: str  # a call that resumes
+
+
+FIT = Spelling("fit: ", "resume=True", "checkpoint_dir=", "checkpoint_dir={!r}",
+               "fit(..., checkpoint_dir='runs/x', resume=True)")
+
+
+def to_resume(directory, resume: bool, spelling: Spelling = FIT) -> Path | None:
+    """The checkpoint a run continues from: the newest in ``directory`` with ``resume``,
+    ``None`` for a fresh run; refuses ``resume`` without a directory, and a directory that
+    already holds a run without ``resume`` (rather than mixing two runs)."""
+    if resume and directory is None:
+        raise ValueError(f"{spelling.where}{spelling.resume} needs {spelling.directory}, the "
+                         f"directory of the run to continue. Fix: {spelling.example}.")
+    if directory is None:
+        return None
+    found = checkpoint.latest(directory)
+    if found is not None and not resume:
+        raise ValueError(
+            f"{spelling.where}{spelling.shown.format(str(directory))} already holds "
+            f"{found.name}; pass {spelling.resume} to continue that run, or choose an empty "
+            f"directory for a new one.")
+    return found
+
+
+def saved_epoch(path: str | os.PathLike) -> int:
+    """The last epoch the checkpoint at ``path`` holds, read from its manifest alone."""
+    return checkpoint.read_manifest(path)["metadata"]["history"]["epoch"][-1]
+
+
+def save(directory, state: TrainState, history: dict, best: Best | None, keep: int) -> None:
+    """Saves ``state``, ``history`` and early stopping's ``best`` as the state's epoch."""
+    if jax.process_index() != 0:  # one writer; data-parallel state is replicated everywhere
+        return
+    tree, meta = {"state": state}, {"history": history}
+    if best is not None and best.epoch is not None:
+        tree["best"] = {"params": best.params, "opt_state": best.opt_state}
+        meta.update(best_value=best.value, best_epoch=best.epoch, wait=best.wait)
+    checkpoint.save_step(directory, int(state.epoch), tree, metadata=meta, keep=keep)
+
+
+def restore(path, template: TrainState) -> tuple[TrainState, dict, Best | None]:
+    """The state, history and early-stopping progress (``None`` if none was saved) at
+    ``path``, read into the structure of ``template``."""
+    meta = checkpoint.read_manifest(path)["metadata"]
+    tree = {"state": template}
+    if "best_epoch" in meta:
+        tree["best"] = {"params": template.params, "opt_state": template.opt_state}
+    tree, meta = checkpoint.load(path, tree)
+    best = None
+    if "best" in tree:
+        best = Best(meta["best_value"], meta["best_epoch"], tree["best"]["params"],
+                    tree["best"]["opt_state"], meta["wait"])
+    return tree["state"], meta["history"], best
+
+
+def load_run(directory: str | os.PathLike, params: Params, optimizer, *,
+             key: PRNGKey | int = 0) -> FitResult:
+    """The run that ``fit(..., checkpoint_dir=directory)`` saved, as the :class:`FitResult` that
+    fit returns after the newest saved epoch.
+
+    Args:
+      directory: a ``checkpoint_dir`` of :func:`fit` (its newest checkpoint is read), or one
+        checkpoint file in it.
+      params, optimizer: a template of the saved state: parameters of the same network (e.g.
+        freshly initialised) and the same optimizer; a run that does not fit them is refused,
+        naming the first leaf that differs.
+      key: a key (or int seed) of the same kind as the run's; only its kind matters.
+
+    Returns:
+      ``FitResult(params, opt_state, history, state, best_epoch)``: with early stopping the
+      best epoch's parameters and optimizer state, else the last epoch's. To continue the run,
+      call ``fit(..., checkpoint_dir=directory, resume=True)``.
+
+    Raises:
+      FileNotFoundError: ``directory`` holds no checkpoint.
+      jaxbp.checkpoint.CheckpointError: the checkpoint does not fit the template.
+
+    Examples:
+      >>> import tempfile, jax, numpy as np, jaxbp as bp
+      >>> from jaxbp.train import load_run
+      >>> net, opt = bp.serial(bp.dense(1)), bp.optim.sgd(0.1)
+      >>> params, _ = net.init(jax.random.key(0), (2,))
+      >>> x, y = np.ones((8, 2)), np.zeros((8, 1))
+      >>> with tempfile.TemporaryDirectory() as run_dir:
+      ...     _ = bp.fit(net, bp.mse(), opt, params, x, y, key=0, epochs=3, progress=False,
+      ...                checkpoint_dir=run_dir)
+      ...     run = load_run(run_dir, params, opt)
+      >>> int(run.state.epoch), run.history["epoch"], run.best_epoch
+      (3, [1, 2, 3], None)
+    """
+    path = Path(directory)
+    found = path if path.is_file() else checkpoint.latest(path)
+    if found is None:
+        raise FileNotFoundError(
+            f"load_run: {str(directory)!r} holds no checkpoint (checkpoint_<epoch>.npz). Fix: "
+            f"pass the checkpoint_dir= of a fit that has finished at least one epoch.")
+    if not isinstance(key, jax.Array):
+        key = jax.random.key(int(key))
+    state, history, best = restore(found, init_state(params, optimizer, key))
+    if best is None:
+        return FitResult(state.params, state.opt_state, history, state, None)
+    return FitResult(best.params, best.opt_state, history, state, best.epoch)
+
+
+__all__ = ["FIT", "Spelling", "load_run", "restore", "save", "saved_epoch", "to_resume"]
