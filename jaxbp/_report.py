@@ -20,11 +20,21 @@ interval, and a real derivation error shows at the points off the kinks anyway.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import NamedTuple
 
 import numpy as np
 
-OK, WARN, FAIL = "ok", "warn", "FAIL"
+
+class Status(enum.StrEnum):
+    """A row's status; a ``str``, so ``row.status == "warn"`` and formatting read as the value."""
+
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "FAIL"
+
+
+OK, WARN, FAIL = Status.OK, Status.WARN, Status.FAIL
 _RANK = {OK: 0, WARN: 1, FAIL: 2}
 
 AGREE = "all three agree"
@@ -65,7 +75,8 @@ class LeafCheck:
     Attributes:
       path: readable path of the leaf (``layers[2].w``; ``x`` for the input gradient ``dx``).
       shape: the leaf's shape.
-      status: ``"ok"``, ``"warn"`` (not a derivation error, but worth a look) or ``"FAIL"``.
+      status: a :class:`Status` — ``"ok"``, ``"warn"`` (not a derivation error, but worth a
+        look) or ``"FAIL"``; it compares equal to those strings.
       verdict: the verdict in words.
       max_abs_err: ``max |manual - autodiff|``.
       max_rel_err: ``max_abs_err`` over the largest magnitude in the leaf.
@@ -79,7 +90,7 @@ class LeafCheck:
 
     path: str
     shape: tuple
-    status: str
+    status: Status
     verdict: str
     max_abs_err: float = 0.0
     max_rel_err: float = 0.0
@@ -260,5 +271,5 @@ def merge(reports: list[GradientReport], subject: str, settings: str) -> Gradien
                           located.local if located else None, settings)
 
 
-__all__ = ["FiniteDiff", "GradientCheckError", "GradientReport", "LeafCheck", "compare_leaf",
-           "format_report", "merge"]
+__all__ = ["FAIL", "OK", "WARN", "FiniteDiff", "GradientCheckError", "GradientReport", "LeafCheck",
+           "Status", "compare_leaf", "format_report", "merge"]

@@ -51,21 +51,28 @@ _QUICK_BELOW = 4096
 
 
 class Oracle(NamedTuple):
-    whole: Callable
-    head: Callable
-    chunk: Callable
-    chunk_quick: Callable
+    """The jitted functions of one check (see :func:`oracle`)."""
+
+    manual_autodiff_and_fd: Callable
+    """``(primal, aux, idx, up, down)``: the manual witness, ``f``, ``grad f`` and the finite
+    differences of one chunk, in one compiled call (a check that fits one chunk)."""
+    manual_and_autodiff: Callable
+    """``(primal, aux)``: the manual witness, ``f`` and ``grad f``."""
+    fd_chunk: Callable
+    """``(primal, aux, idx, up, down)``: the finite differences of one chunk (optimised code)."""
+    fd_chunk_quick_compile: Callable
+    """``fd_chunk`` compiled at backend optimisation level 0 (for checks of few elements)."""
 
 
 def oracle(fn: Callable, extra: Callable) -> Oracle:
     """Jitted witnesses of ``fn(primal, aux) -> scalar``.
 
-    ``head`` returns ``extra(primal, aux)`` (the manual witness), ``fn`` and ``grad fn``;
-    ``chunk`` a chunk of finite differences; ``whole`` both at once, for a check that fits one
-    chunk — one compile per shape is what a small check costs.
+    ``manual_and_autodiff`` returns ``extra(primal, aux)`` (the manual witness), ``fn`` and
+    ``grad fn``; ``fd_chunk`` a chunk of finite differences; ``manual_autodiff_and_fd`` both at
+    once, for a check that fits one chunk — one compile per shape is what a small check costs.
     """
 
-    def chunk(primal, aux, idx, up, down):
+    def fd_chunk(primal, aux, idx, up, down):
         flat, unravel = ravel_pytree(primal)
 
         def one(i, u, d):
@@ -73,16 +80,17 @@ def oracle(fn: Callable, extra: Callable) -> Oracle:
 
         return jax.vmap(one)(idx, up, down)
 
-    def head(primal, aux):
+    def manual_and_autodiff(primal, aux):
         value, grad = jax.value_and_grad(fn)(primal, aux)
         return extra(primal, aux), value, grad
 
-    def whole(primal, aux, idx, up, down):
-        return head(primal, aux), chunk(primal, aux, idx, up, down)
+    def manual_autodiff_and_fd(primal, aux, idx, up, down):
+        return manual_and_autodiff(primal, aux), fd_chunk(primal, aux, idx, up, down)
 
     quick = dict(compiler_options=_QUICK_COMPILE)
-    return Oracle(jax.jit(whole, **quick), jax.jit(head, **quick), jax.jit(chunk),
-                  jax.jit(chunk, **quick))
+    return Oracle(manual_autodiff_and_fd=jax.jit(manual_autodiff_and_fd, **quick),
+                  manual_and_autodiff=jax.jit(manual_and_autodiff, **quick),
+                  fd_chunk=jax.jit(fd_chunk), fd_chunk_quick_compile=jax.jit(fd_chunk, **quick))
 
 
 def cache(maxsize: int):
@@ -120,11 +128,12 @@ def witnesses(oracle: Oracle, primal, aux, *, step: float, magnitude: Callable =
     plus, minus = np.empty(n), np.empty(n)
     if n <= size:  # one chunk: a single compiled call does everything
         idx = np.minimum(np.arange(size), max(n - 1, 0))
-        (manual, f0, auto), (fp, fm) = oracle.whole(primal, aux, idx, up[idx], down[idx])
+        (manual, f0, auto), (fp, fm) = oracle.manual_autodiff_and_fd(primal, aux, idx, up[idx],
+                                                                     down[idx])
         plus[:], minus[:] = np.asarray(fp)[:n], np.asarray(fm)[:n]
     else:
-        manual, f0, auto = oracle.head(primal, aux)
-        run = oracle.chunk_quick if n < _QUICK_BELOW else oracle.chunk
+        manual, f0, auto = oracle.manual_and_autodiff(primal, aux)
+        run = oracle.fd_chunk_quick_compile if n < _QUICK_BELOW else oracle.fd_chunk
         for start in range(0, n, size):
             idx = np.minimum(np.arange(start, start + size), n - 1)
             fp, fm = run(primal, aux, idx, up[idx], down[idx])

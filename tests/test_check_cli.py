@@ -4,10 +4,10 @@ import jax.numpy as jnp
 import pytest
 
 import jaxbp as bp
-from jaxbp import _builtin_cases, cli
+from jaxbp import cases, cli
 
 
-CASES = _builtin_cases.LAYER_CASES + _builtin_cases.LOSS_CASES
+CASES = cases.LAYER_CASES + cases.LOSS_CASES
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -15,12 +15,7 @@ def test_every_builtin_passes_over_several_draws(case):
     """No false failure on a correct built-in: batch 1 and 3, three draws each; ReLU-type
     layers with a third of their inputs exactly 0, max-pool with exact ties. (One test per
     case, so that pytest-xdist spreads the compiles over workers.)"""
-    if isinstance(case, _builtin_cases.LayerCase):
-        report = bp.check_layer(case.make(), case.input_shape, key=1, draws=3,
-                                input_fn=case.draw, training=case.training)
-    else:
-        report = bp.check_loss(case.make(), case.pred_shape, key=1, draws=3,
-                               pred_fn=case.draw_pred, target_fn=case.draw_true)
+    report = cases.check_case(case, key=1, draws=3)
     assert report.ok, report
 
 
@@ -35,10 +30,10 @@ def test_jaxbp_check_prints_a_table_per_case_and_exits_0(capsys):
 
 def test_jaxbp_check_exits_1_and_explains_a_failure(capsys, monkeypatch):
     slipped = bp.sigmoid()._replace(backward=lambda p, y, dy: ((), dy))
-    monkeypatch.setattr(_builtin_cases, "LAYER_CASES",
-                        [_builtin_cases.LayerCase("slipped_sigmoid", lambda: slipped, (3,)),
-                         _builtin_cases.LayerCase("tanh", bp.tanh, (3,))])
-    monkeypatch.setattr(_builtin_cases, "LOSS_CASES", [])
+    monkeypatch.setattr(cases, "LAYER_CASES",
+                        [cases.LayerCase("slipped_sigmoid", lambda: slipped, (3,)),
+                         cases.LayerCase("tanh", bp.tanh, (3,))])
+    monkeypatch.setattr(cases, "LOSS_CASES", [])
     assert cli.main(["check"]) == 1
     out = capsys.readouterr().out
     assert "[slipped_sigmoid] gradient check of sigmoid: FAILED" in out
@@ -52,13 +47,13 @@ def test_jaxbp_check_exits_1_and_explains_a_failure(capsys, monkeypatch):
 def test_builtin_case_draws():
     import numpy as np
     rng = np.random.default_rng(0)
-    x = _builtin_cases.with_zeros(rng, (200,))
+    x = cases.with_zeros(rng, (200,))
     assert 30 < np.sum(x == 0) < 110
-    ids = _builtin_cases.tokens(7)(rng, (3, 5))
+    ids = cases.tokens(7)(rng, (3, 5))
     assert ids.dtype == np.int32 and ids.min() >= 0 and ids.max() < 7
-    assert _builtin_cases.labels(rng, (6, 4)).shape == (6,)
-    assert np.all(_builtin_cases.one_hot(rng, (6, 4)).sum(1) == 1)
-    assert jnp.all(jnp.asarray(_builtin_cases.probabilities(rng, (50,))) > 0.04)
+    assert cases.labels(rng, (6, 4)).shape == (6,)
+    assert np.all(cases.one_hot(rng, (6, 4)).sum(1) == 1)
+    assert jnp.all(jnp.asarray(cases.probabilities(rng, (50,))) > 0.04)
 
 
 def test_verify_my_layer_example_catches_explains_and_fixes():

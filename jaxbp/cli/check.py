@@ -14,6 +14,21 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from jaxbp._builtin_cases import run_builtin_checks
+    """Checks every case of ``jaxbp.cases`` (whose name contains ``--only``), printing each
+    report; returns 0 when all pass, 1 when any fails or none matches."""
+    from jaxbp import cases
 
-    return run_builtin_checks(only=args.only, draws=args.draws, seed=args.seed)
+    chosen = [case for case in (*cases.LAYER_CASES, *cases.LOSS_CASES)
+              if not args.only or args.only in case.name]
+    if not chosen:
+        print(f"no built-in case matches --only {args.only!r}")
+        return 1
+    failed = []
+    for case in chosen:
+        report = cases.check_case(case, key=args.seed, draws=args.draws)
+        print(f"[{case.name}] {report}\n")
+        if not report.ok:
+            failed.append(case.name)
+    print(f"checked {len(chosen)} built-in layers and losses: "
+          + ("all ok" if not failed else f"{len(failed)} FAILED: {', '.join(failed)}"))
+    return 1 if failed else 0

@@ -1,0 +1,177 @@
+"""The built-in layers and losses, one line each: the table that ``jaxbp check``, the tests and
+the docs read.
+
+A :class:`LayerCase` says how to build a layer and draw its inputs, a :class:`LossCase` the
+same for a loss. Adding a layer or loss is one line in :data:`LAYER_CASES` or
+:data:`LOSS_CASES`; :func:`check_case` checks one case (``jaxbp check`` checks them all, and
+``tests/test_layers.py`` compares every layer that accepts any shape with ``jax.vjp``).
+
+Examples:
+  >>> from jaxbp import cases
+  >>> relu = next(c for c in cases.LAYER_CASES if c.name == "relu")
+  >>> cases.check_case(relu, draws=1).ok
+  True
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from jaxbp._core import Layer, Loss, serial
+from jaxbp._report import GradientReport
+from jaxbp.check import check_layer, check_loss
+from jaxbp.layers import (avg_pool, conv2d, dense, dropout, elu, embedding, flatten, gelu,
+                          identity, last_step, layer_norm, leaky_relu, lstm, max_pool, relu, rnn,
+                          sigmoid, softmax, softplus, tanh)
+from jaxbp.losses import (binary_cross_entropy, mse, sigmoid_binary_cross_entropy,
+                          softmax_cross_entropy)
+
+Draw = Callable[[np.random.Generator, tuple], np.ndarray]
+
+
+def normal(rng: np.random.Generator, shape) -> np.ndarray:
+    """Standard normal values."""
+    return rng.standard_normal(shape)
+
+
+def with_zeros(rng: np.random.Generator, shape) -> np.ndarray:
+    """Standard normal with about a third of the values exactly 0 (on ReLU-type kinks)."""
+    x = rng.standard_normal(shape)
+    return np.where(rng.uniform(size=shape) < 1 / 3, 0.0, x)
+
+
+def ties(rng: np.random.Generator, shape) -> np.ndarray:
+    """Integers in ``{-1, 0, 1}`` as floats: many exact ties (max pooling) and zeros."""
+    return rng.integers(-1, 2, shape).astype(np.float64)
+
+
+def tokens(vocab: int) -> Draw:
+    """Integer token ids in ``[0, vocab)``."""
+    return lambda rng, shape: rng.integers(0, vocab, shape).astype(np.int32)
+
+
+def probabilities(rng: np.random.Generator, shape) -> np.ndarray:
+    """Probabilities in ``[0.05, 0.95]``: off the clip that keeps ``log`` finite."""
+    return rng.uniform(0.05, 0.95, shape)
+
+
+def binary(rng: np.random.Generator, shape) -> np.ndarray:
+    """Targets in ``{0, 1}``."""
+    return rng.integers(0, 2, shape).astype(np.float64)
+
+
+def labels(rng: np.random.Generator, shape) -> np.ndarray:
+    """Integer class labels ``(batch,)`` for logits of shape ``(batch, classes)``."""
+    return rng.integers(0, shape[-1], shape[:1]).astype(np.int32)
+
+
+def one_hot(rng: np.random.Generator, shape) -> np.ndarray:
+    """One-hot targets of shape ``(batch, classes)``."""
+    return np.eye(shape[-1])[rng.integers(0, shape[-1], shape[0])]
+
+
+class LayerCase(NamedTuple):
+    """One built-in layer: how to build it and draw its inputs.
+
+    Attributes:
+      name: the case's id (``jaxbp check --only NAME``, pytest ids).
+      make: ``() -> Layer``.
+      input_shape: one example's shape, without the batch axis.
+      draw: ``(rng, shape) -> x``, the inputs ``jaxbp check`` uses (``shape`` includes the
+        batch axis): :func:`normal`, :func:`with_zeros` or :func:`ties` to put inputs exactly on
+        a kink, :func:`tokens` for integer inputs.
+      training: run the forward with a fixed key (dropout's mask).
+      kink_margin: the random-shape tests compare with ``jax.vjp`` off the kinks, on standard
+        normal inputs kept ``|x| >= kink_margin`` (integer draws are used as they are).
+      any_shape: the layer accepts every shape of its rank (sizes 1 to 5 are drawn); False for
+        one that needs ``input_shape`` (VALID convolution, explicit pads, a CNN).
+    """
+
+    name: str
+    make: Callable[[], Layer]
+    input_shape: tuple
+    draw: Draw = normal
+    training: bool = False
+    kink_margin: float = 0.0
+    any_shape: bool = True
+
+
+class LossCase(NamedTuple):
+    """One built-in loss: ``LossCase(name, make, pred_shape, draw_pred, draw_true)``, where
+    ``draw_pred(rng, shape)`` draws predictions of ``(batch, *pred_shape)`` and
+    ``draw_true(rng, y_pred_shape)`` their targets."""
+
+    name: str
+    make: Callable[[], Loss]
+    pred_shape: tuple
+    draw_pred: Draw = normal
+    draw_true: Draw = normal
+
+
+_OFF_ZERO = 0.05  # keeps random inputs off the kink at 0 of ReLU-type layers
+
+LAYER_CASES: list[LayerCase] = [
+    LayerCase("dense", lambda: dense(4), (3,)),
+    LayerCase("dense_he", lambda: dense(5, w_init="he_normal"), (3,)),
+    LayerCase("dense_rank3", lambda: dense(2), (2, 3)),
+    LayerCase("identity", identity, (4,)),
+    LayerCase("sigmoid", sigmoid, (4,)),
+    LayerCase("tanh", tanh, (4,)),
+    LayerCase("relu", relu, (5,), with_zeros, kink_margin=_OFF_ZERO),
+    LayerCase("leaky_relu", lambda: leaky_relu(0.1), (5,), with_zeros, kink_margin=_OFF_ZERO),
+    LayerCase("elu", lambda: elu(0.5), (5,), with_zeros, kink_margin=_OFF_ZERO),
+    LayerCase("softplus", softplus, (4,)),
+    LayerCase("gelu_tanh", lambda: gelu(approximate=True), (4,)),
+    LayerCase("gelu_erf", lambda: gelu(approximate=False), (4,)),
+    LayerCase("softmax", softmax, (4,)),
+    LayerCase("mlp", lambda: serial(dense(5), relu(), dense(3), tanh()), (4,), with_zeros),
+    LayerCase("serial_mlp", lambda: serial(dense(4), tanh(), dense(2), sigmoid()), (4,)),
+    LayerCase("conv2d_same_s2", lambda: conv2d(3, 3, stride=2), (5, 5, 2)),
+    LayerCase("conv2d_valid", lambda: conv2d(2, 2, padding="VALID"), (4, 4, 1), any_shape=False),
+    LayerCase("max_pool_ties", lambda: max_pool(3, stride=2, padding="SAME"), (5, 5, 2), ties),
+    LayerCase("avg_pool", lambda: avg_pool(3, stride=2, padding="SAME"), (5, 5, 2)),
+    LayerCase("flatten", flatten, (3, 3, 2)),
+    LayerCase("dropout", lambda: dropout(0.3), (2, 6), training=True),
+    LayerCase("layer_norm", layer_norm, (2, 5)),
+    LayerCase("rnn", lambda: rnn(4), (3, 2)),
+    LayerCase("lstm", lambda: lstm(3), (3, 2)),
+    LayerCase("last_step", last_step, (3, 2)),
+    LayerCase("embedding", lambda: embedding(6, 3), (4,), tokens(6)),
+    LayerCase("cnn", lambda: serial(conv2d(2, 3), relu(), max_pool(2), flatten(), dense(3)),
+              (4, 4, 1), with_zeros, any_shape=False),
+    LayerCase("conv2d_explicit_pads", lambda: conv2d(2, (3, 2), stride=(2, 3),
+                                                     padding=((2, 1), (0, 1))), (5, 6, 1),
+              any_shape=False),
+    LayerCase("sequence_model", lambda: serial(embedding(5, 3), lstm(4), last_step(), dense(2)),
+              (4,), tokens(5)),
+]
+
+LOSS_CASES: list[LossCase] = [
+    LossCase("mse", mse, (3,)),
+    LossCase("binary_cross_entropy", binary_cross_entropy, (3,), probabilities, binary),
+    LossCase("bce_soft_targets", binary_cross_entropy, (3,), probabilities, probabilities),
+    LossCase("sigmoid_binary_cross_entropy", sigmoid_binary_cross_entropy, (3,),
+             draw_true=binary),
+    LossCase("softmax_cross_entropy_labels", softmax_cross_entropy, (4,), draw_true=labels),
+    LossCase("softmax_cross_entropy_one_hot", softmax_cross_entropy, (4,), draw_true=one_hot),
+]
+
+
+def check_case(case: LayerCase | LossCase, *, key=0, draws: int = 2) -> GradientReport:
+    """Checks one case with :func:`~jaxbp.check_layer` or :func:`~jaxbp.check_loss` (batch
+    sizes 1 and 3, ``draws`` draws each, inputs from the case's draw functions)."""
+    if isinstance(case, LayerCase):
+        return check_layer(case.make(), case.input_shape, key=key, draws=draws,
+                           input_fn=case.draw, training=case.training)
+    if isinstance(case, LossCase):
+        return check_loss(case.make(), case.pred_shape, key=key, draws=draws,
+                          pred_fn=case.draw_pred, target_fn=case.draw_true)
+    raise TypeError(f"check_case: case must be a LayerCase or a LossCase, got "
+                    f"{type(case).__name__}. Fix: e.g. LayerCase('relu', bp.relu, (5,)).")
+
+
+__all__ = ["LAYER_CASES", "LOSS_CASES", "Draw", "LayerCase", "LossCase", "binary",
+           "check_case", "labels", "normal", "one_hot", "probabilities", "ties", "tokens",
+           "with_zeros"]
