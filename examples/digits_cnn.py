@@ -37,30 +37,14 @@ IMAGE = (8, 8, 1)
 
 
 def cnn(channels: tuple[int, int] = (16, 32), drop_prob: float = 0.1) -> bp.Layer:
-    """The digits CNN: two conv/relu/max-pool stages, then a dense layer to 10 logits."""
-    c1, c2 = channels
-    return bp.serial(
-        bp.conv2d(c1, 3), bp.relu(), bp.max_pool(2),
-        bp.conv2d(c2, 3), bp.relu(), bp.max_pool(2),
-        bp.flatten(), bp.dropout(drop_prob), bp.dense(10),
-    )
+    """The digits CNN: two conv/relu/max-pool stages, then a dense layer to 10 logits
+    (``bp.models.digits_cnn``, the network of ``jaxbp train digits --model cnn``)."""
+    return bp.models.digits_cnn(channels, "relu", drop_prob).net
 
 
 def images(x: np.ndarray) -> np.ndarray:
     """``(n, 64)`` pixel rows -> ``(n, 8, 8, 1)`` NHWC images."""
     return np.asarray(x).reshape(-1, *IMAGE)
-
-
-def gradient_check(net: bp.Layer, loss: bp.Loss, params, x, y, *, key) -> float:
-    """Max relative error between hand-derived backprop and ``jax.grad``, in float64."""
-    with jax.enable_x64(True):
-        p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
-        x64, y64 = jnp.asarray(x, jnp.float64), jnp.asarray(y)
-        _, manual = jax.jit(bp.backprop(net, loss))(p64, x64, y64, key=key)
-        _, auto = jax.jit(bp.autodiff(net, loss))(p64, x64, y64, key=key)
-        errs = [float(jnp.max(jnp.abs(a - b)) / jnp.maximum(jnp.max(jnp.abs(b)), 1e-300))
-                for a, b in zip(jax.tree_util.tree_leaves(manual), jax.tree_util.tree_leaves(auto))]
-    return max(errs)
 
 
 def main(*, epochs: int = 30, batch_size: int = 32, learning_rate: float = 3e-3,
@@ -85,7 +69,7 @@ def main(*, epochs: int = 30, batch_size: int = 32, learning_rate: float = 3e-3,
         f"{len(x_train)} train / {len(x_val)} val / {len(x_test)} test images")
 
     # 1. The hand-derived gradients must equal jax.grad (dropout mask shared via the key).
-    err = gradient_check(net, loss, params, x_train[:16], y_train[:16], key=key_check)
+    err = bp.backprop_vs_autodiff(net, loss, params, x_train[:16], y_train[:16], key=key_check)
     out(f"gradient check: hand-derived backprop vs jax.grad (float64), max relative error "
         f"{err:.1e} -> {'OK' if err <= 1e-10 else 'MISMATCH'}")
     if err > 1e-10:

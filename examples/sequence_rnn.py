@@ -59,18 +59,6 @@ def network(model: str, d_hidden: int) -> bp.Layer:
     return bp.serial(recurrent, bp.last_step(), bp.dense(1))
 
 
-def bptt_check(net: bp.Layer, loss: bp.Loss, params, x, y) -> float:
-    """Max relative error between manual BPTT gradients and ``jax.grad``, in float64."""
-    with jax.enable_x64(True):
-        p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
-        x64, y64 = jnp.asarray(x, jnp.float64), jnp.asarray(y, jnp.float64)
-        _, manual = jax.jit(bp.backprop(net, loss))(p64, x64, y64)
-        _, auto = jax.jit(bp.autodiff(net, loss))(p64, x64, y64)
-        errs = [float(jnp.max(jnp.abs(a - b)) / jnp.maximum(jnp.max(jnp.abs(b)), 1e-300))
-                for a, b in zip(jax.tree_util.tree_leaves(manual), jax.tree_util.tree_leaves(auto))]
-    return max(errs)
-
-
 def main(*, model: str = "lstm", steps: int = 20, d_hidden: int = 32, n_train: int = 4000,
          epochs: int = 40, batch_size: int = 64, learning_rate: float = 1e-2, seed: int = 0,
          out=print) -> dict:
@@ -87,7 +75,7 @@ def main(*, model: str = "lstm", steps: int = 20, d_hidden: int = 32, n_train: i
     params, _ = net.init(key_init, (steps, 2))
     out(f"adding problem, T = {steps}: {net.name}, {bp.count_params(params)} parameters")
 
-    err = bptt_check(net, loss, params, x_train[:8], y_train[:8])
+    err = bp.backprop_vs_autodiff(net, loss, params, x_train[:8], y_train[:8])
     out(f"BPTT check: hand-derived gradients vs jax.grad (float64), max relative error "
         f"{err:.1e} -> {'OK' if err <= 1e-10 else 'MISMATCH'}")
     if err > 1e-10:

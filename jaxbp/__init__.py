@@ -1,43 +1,18 @@
-"""jaxbp: neural networks as pure JAX functions, with hand-derived backprop beside jax.grad."""
+"""jaxbp: neural networks as pure JAX functions, with hand-derived backprop beside jax.grad.
 
+The public API is what this module re-exports. Every layer, its ``Params`` type and the weight
+initialisers come from :mod:`jaxbp.layers` (listed once, in its ``__all__``); the rest is named
+here. ``ARCHITECTURE.md`` maps the modules.
+"""
+
+from jaxbp import layers as _layers
 from jaxbp._core import Layer, Loss, count_params, serial
 from jaxbp.gradients import as_custom_vjp, autodiff, backprop, objective, penalty, penalty_grad
 from jaxbp.check import (GradientCheckError, GradientReport, assert_gradients_match,
-                         check_gradients, check_layer, check_loss)
-from jaxbp import checkpoint, data, optim, parallel
+                         backprop_vs_autodiff, check_gradients, check_layer, check_loss)
+from jaxbp import cases, checkpoint, data, models, optim, parallel
 from jaxbp.train import FitResult, TrainState, evaluate, fit, make_train_epoch, make_train_step
-from jaxbp.layers import (
-    Conv2DParams,
-    DenseParams,
-    EmbeddingParams,
-    LayerNormParams,
-    LSTMParams,
-    RNNParams,
-    avg_pool,
-    conv2d,
-    dropout,
-    embedding,
-    flatten,
-    last_step,
-    layer_norm,
-    lstm,
-    max_pool,
-    rnn,
-    dense,
-    elu,
-    gelu,
-    glorot_normal,
-    glorot_uniform,
-    he_normal,
-    he_uniform,
-    identity,
-    leaky_relu,
-    relu,
-    sigmoid,
-    softmax,
-    softplus,
-    tanh,
-)
+from jaxbp.layers import *  # noqa: F403  (the names of jaxbp.layers.__all__)
 from jaxbp.losses import (
     binary_cross_entropy,
     mse,
@@ -49,65 +24,44 @@ from jaxbp.losses import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "Conv2DParams",
-    "DenseParams",
-    "EmbeddingParams",
-    "LSTMParams",
-    "LayerNormParams",
-    "RNNParams",
-    "avg_pool",
-    "conv2d",
-    "dropout",
-    "embedding",
-    "flatten",
-    "last_step",
-    "layer_norm",
-    "lstm",
-    "max_pool",
-    "rnn",
     "Layer",
     "Loss",
-    "FitResult",
-    "TrainState",
-    "checkpoint",
-    "data",
-    "evaluate",
-    "fit",
-    "make_train_epoch",
-    "make_train_step",
-    "optim",
-    "parallel",
+    "serial",
+    "count_params",
+    # gradients
     "autodiff",
     "backprop",
+    "objective",
+    "penalty",
+    "penalty_grad",
     "as_custom_vjp",
+    # losses
+    "binary_cross_entropy",
+    "mse",
+    "sigmoid_binary_cross_entropy",
+    "softmax_cross_entropy",
+    "weighted",
+    # checking
     "assert_gradients_match",
+    "backprop_vs_autodiff",
     "check_gradients",
     "check_layer",
     "check_loss",
     "GradientCheckError",
     "GradientReport",
-    "binary_cross_entropy",
-    "count_params",
-    "dense",
-    "elu",
-    "gelu",
-    "glorot_normal",
-    "glorot_uniform",
-    "he_normal",
-    "he_uniform",
-    "identity",
-    "leaky_relu",
-    "mse",
-    "objective",
-    "penalty",
-    "penalty_grad",
-    "relu",
-    "serial",
-    "sigmoid",
-    "sigmoid_binary_cross_entropy",
-    "softmax",
-    "softmax_cross_entropy",
-    "softplus",
-    "tanh",
-    "weighted",
+    # training
+    "FitResult",
+    "TrainState",
+    "evaluate",
+    "fit",
+    "make_train_epoch",
+    "make_train_step",
+    # modules
+    "cases",
+    "checkpoint",
+    "data",
+    "models",
+    "optim",
+    "parallel",
+    *_layers.__all__,
 ]

@@ -13,7 +13,7 @@ A layer is three pure functions (plus a name used in error messages and reports)
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -20,7 +20,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from jaxbp._core import Layer, Loss, serial
-from jaxbp._report import GradientReport
+from jaxbp.check.report import GradientReport
 from jaxbp.check import check_layer, check_loss
 from jaxbp.layers import (avg_pool, conv2d, dense, dropout, elu, embedding, flatten, gelu,
                           identity, last_step, layer_norm, leaky_relu, lstm, max_pool, relu, rnn,

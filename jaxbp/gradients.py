@@ -11,7 +11,7 @@ shifts. Pass ``regularize=`` to choose differently.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import jaxbp as bp
-from jaxbp import _report
+from jaxbp.check import report as _report
 
 
 def _layer(name, forward, backward, out=lambda s: s):

@@ -51,9 +51,24 @@ PAIRS = {
 }
 
 
-@pytest.mark.parametrize("name", list(PAIRS))
+# The same rule in optax, with the hand-written optimizer's default hyperparameters. Every entry
+# of optim.OPTIMIZERS (the registry the CLI reads) is tested against its reference below.
+OPTAX_REFERENCE = {
+    "sgd": optax.sgd,
+    "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
+    "nesterov": lambda lr: optax.sgd(lr, momentum=0.9, nesterov=True),
+    "adagrad": lambda lr: optax.adagrad(lr, initial_accumulator_value=0.1, eps=1e-7),
+    "rmsprop": lambda lr: optax.rmsprop(lr, decay=0.9, eps=1e-8),
+    "adam": lambda lr: optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8),
+}
+REGISTERED = {f"OPTIMIZERS[{name!r}]": (lambda name=name: optim.OPTIMIZERS[name](0.02),
+                                        lambda name=name: OPTAX_REFERENCE[name](0.02))
+              for name in optim.OPTIMIZERS}
+
+
+@pytest.mark.parametrize("name", list(PAIRS) + list(REGISTERED))
 def test_equals_optax_after_1_and_100_steps(name):
-    mine, theirs = (make() for make in PAIRS[name])
+    mine, theirs = (make() for make in {**PAIRS, **REGISTERED}[name])
     got, want = _trajectory(mine), _trajectory(theirs)
     for t in (0, 99):
         assert_trees_close(jax.tree_util.tree_map(lambda a: a[t], got),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 
 #: Command name -> the module of this package that implements it (imported when used).
 COMMANDS = {

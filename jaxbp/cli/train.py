@@ -18,27 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxbp.check import backprop_vs_autodiff
 from jaxbp.cli.train_flags import CNN_DEFAULTS, DESCRIPTION, HELP, TRAIN_DEFAULTS, add_arguments
-
-
-def _gradient_check(net, loss, params, x, y, *, l1, l2, key) -> float:
-    """Max relative error between hand-derived backprop and jax.grad, in float64."""
-    import jaxbp as bp
-
-    with jax.enable_x64(True):
-        def to64(a):
-            return a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a
-
-        def both(params, x, y):  # one compilation for the two gradient sources
-            p64 = jax.tree_util.tree_map(to64, params)
-            x64, y64 = to64(x), to64(y)
-            return (bp.backprop(net, loss, l1=l1, l2=l2)(p64, x64, y64, key=key)[1],
-                    bp.autodiff(net, loss, l1=l1, l2=l2)(p64, x64, y64, key=key)[1])
-
-        manual, auto = jax.jit(both)(params, x, y)
-        return max(float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
-                   for a, b in zip(map(np.asarray, jax.tree_util.tree_leaves(manual)),
-                                   map(np.asarray, jax.tree_util.tree_leaves(auto))))
 
 
 class _Setup(NamedTuple):
@@ -142,8 +123,8 @@ def _setup(args) -> _Setup:
 def _check_gradients(s: _Setup, params, key, out) -> bool:
     """1. The hand-derived gradients must equal jax.grad before we trust them for training."""
     n_check = min(16, len(s.ds.train.x))
-    err = _gradient_check(s.net, s.loss, params, s.ds.train.x[:n_check], s.ds.train.y[:n_check],
-                          l1=s.cfg["l1"], l2=s.cfg["l2"], key=key)
+    err = backprop_vs_autodiff(s.net, s.loss, params, s.ds.train.x[:n_check],
+                               s.ds.train.y[:n_check], l1=s.cfg["l1"], l2=s.cfg["l2"], key=key)
     ok = err <= 1e-10
     out(f"gradient check: hand-derived backprop vs jax.grad (float64), max relative error "
         f"{err:.1e} -> {'OK' if ok else 'MISMATCH'}")

@@ -1,9 +1,9 @@
 """One layer or loss checked at one point: the three witnesses compared leaf by leaf.
 
-Shared by the public checks (``jaxbp.check``) and by localisation (``jaxbp._localize``). For a
+Shared by the public checks (``jaxbp.check``) and by localisation (``jaxbp.check.localize``). For a
 layer the checked scalar is ``f(params, x) = Σ forward(params, x) · dy``, so ``∇f = (dparams,
 dx)``; for a loss it is ``loss.value(y_pred, y_true)``. Each failing leaf gets a hint
-(``jaxbp._diagnose``). The compiled oracles are cached per layer / loss object.
+(``jaxbp.check.diagnose``). The compiled oracles are cached per layer / loss object.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp._core import Layer, Loss
-from jaxbp._diagnose import Context, diagnose
-from jaxbp._report import FAIL, GradientReport, LeafCheck, compare_leaf
+from jaxbp.check.diagnose import Context, diagnose
+from jaxbp.check.report import FAIL, GradientReport, LeafCheck, compare_leaf
 from jaxbp._validate import positive_number
-from jaxbp._witnesses import cache, is_float, oracle, witnesses
+from jaxbp.check.witnesses import cache, is_float, oracle, witnesses
 
 
 class Tolerance(NamedTuple):

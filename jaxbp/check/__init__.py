@@ -14,11 +14,11 @@ For a layer the checked scalar is ``f(params, x) = Σ forward(params, x) · dy``
 cotangent ``dy``, so ``∇f = (dparams, dx)``, exactly what ``backward(params, cache, dy)`` returns.
 For a network it is the training objective ``J(params)`` of ``bp.objective``.
 
-Each leaf gets a verdict in words (see ``jaxbp._report``); a failing network is localised to
-the first layer, in backward order, whose own ``dx`` or ``dparams`` is wrong; each failing leaf
-gets a hint naming the likely slip (see ``jaxbp._diagnose``). This module draws the points and
-merges their reports; one point is checked by ``jaxbp._point_check``, a failure located by
-``jaxbp._localize``, and the witnesses computed by ``jaxbp._witnesses``.
+Each leaf gets a verdict in words (see :mod:`jaxbp.check.report`); a failing network is
+localised to the first layer, in backward order, whose own ``dx`` or ``dparams`` is wrong; each
+failing leaf gets a hint naming the likely slip (:mod:`jaxbp.check.diagnose`). This module draws
+the points and merges their reports; one point is checked by :mod:`jaxbp.check.point`, a failure
+located by :mod:`jaxbp.check.localize`, the witnesses computed by :mod:`jaxbp.check.witnesses`.
 
 Examples:
   >>> import jaxbp as bp
@@ -36,12 +36,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp._core import Layer, Loss, check_input_shape
-from jaxbp._diagnose import Context
-from jaxbp._localize import locate_in_network, locate_layer
-from jaxbp._point_check import layer_report, loss_report, param_rows, settings, tolerance
-from jaxbp._report import GradientCheckError, GradientReport, LeafCheck, merge
+from jaxbp.check.diagnose import Context
+from jaxbp.check.localize import locate_in_network, locate_layer
+from jaxbp.check.point import layer_report, loss_report, param_rows, settings, tolerance
+from jaxbp.check.report import GradientCheckError, GradientReport, LeafCheck, merge
 from jaxbp._validate import fail, non_negative, positive_int, require_layer, require_loss
-from jaxbp._witnesses import Oracle, cache, oracle, to64, witnesses
+from jaxbp.check.witnesses import Oracle, cache, oracle, to64, witnesses
 from jaxbp.gradients import backprop, objective, penalty_mask
 
 STEP = 1e-6
@@ -238,6 +238,27 @@ def _network_oracle(net, loss, l1, l2, grad_fn, regularize=None, key=None) -> Or
                   lambda p, aux: manual_fn(p, aux[0], aux[1], **kw)[1])
 
 
+def backprop_vs_autodiff(net: Layer, loss: Loss, params, x, y, *, l1: float = 0.0,
+                         l2: float = 0.0, key=None) -> float:
+    """The quick half of :func:`check_gradients`: manual against autodiff only, no finite
+    differences, so it costs one backward of each whatever the size of the network.
+
+    Returns the largest ``max |manual - autodiff| / max |autodiff|`` over the parameter leaves,
+    in float64 (about 1e-16 for a right derivation). ``jaxbp train`` runs it before training.
+    """
+    require_layer("backprop_vs_autodiff", net, "net", "bp.serial(...)")
+    require_loss("backprop_vs_autodiff", loss)
+    l1 = non_negative("backprop_vs_autodiff", "l1", l1, "l1=1e-4")
+    l2 = non_negative("backprop_vs_autodiff", "l2", l2, "l2=1e-4")
+    net_oracle = _network_oracle(net, loss, l1, l2, None, None, key)
+    with jax.enable_x64(True):
+        manual, _, auto = net_oracle.manual_and_autodiff(to64(params), (to64(x), to64(y)))
+        pairs = zip(jax.tree_util.tree_leaves(manual), jax.tree_util.tree_leaves(auto))
+        return max((float(np.max(np.abs(m - a)) / max(float(np.max(np.abs(a))), 1e-300))
+                    for m, a in map(lambda pair: tuple(map(np.asarray, pair)), pairs)),
+                   default=0.0)
+
+
 def assert_gradients_match(net: Layer, loss: Loss, params, x, y, **options) -> GradientReport:
     """:func:`check_gradients` for pytest: raises :class:`GradientCheckError` (an
     ``AssertionError``) with the full report table when any leaf fails; returns the report."""
@@ -245,4 +266,5 @@ def assert_gradients_match(net: Layer, loss: Loss, params, x, y, **options) -> G
 
 
 __all__ = ["FD_RTOL", "RTOL", "STEP", "GradientCheckError", "GradientReport", "LeafCheck",
-           "assert_gradients_match", "check_gradients", "check_layer", "check_loss"]
+           "assert_gradients_match", "backprop_vs_autodiff", "check_gradients", "check_layer",
+           "check_loss"]

@@ -11,10 +11,10 @@ from __future__ import annotations
 import jax
 
 from jaxbp._core import Layer, split_key
-from jaxbp._point_check import (Tolerance, layer_report, layer_report_and_dx, loss_report_and_grad,
+from jaxbp.check.point import (Tolerance, layer_report, layer_report_and_dx, loss_report_and_grad,
                                 wrong_grads)
-from jaxbp._report import GradientReport
-from jaxbp._witnesses import cache
+from jaxbp.check.report import GradientReport
+from jaxbp.check.witnesses import cache
 
 Location = tuple[str, "GradientReport | None"]
 """A location in words, and the report of the located part checked on its own."""

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jaxbp._report import FiniteDiff
+from jaxbp.check.report import FiniteDiff
 
 _MAX_CHUNK = 64
 _MAX_CHUNK_FLOATS = 4_000_000
