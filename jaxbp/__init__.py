@@ -9,7 +9,8 @@ from jaxbp import layers as _layers
 from jaxbp._core import Layer, Loss, count_params, serial
 from jaxbp.gradients import as_custom_vjp, autodiff, backprop, objective, penalty, penalty_grad
 from jaxbp.check import (GradientCheckError, GradientReport, assert_gradients_match,
-                         backprop_vs_autodiff, check_gradients, check_layer, check_loss)
+                         backprop_vs_autodiff, check_gradients, check_jvp, check_layer, check_loss,
+                         check_vjp)
 from jaxbp import cases, checkpoint, data, models, optim, parallel
 from jaxbp.train import FitResult, TrainState, evaluate, fit, make_train_epoch, make_train_step
 from jaxbp.layers import *  # noqa: F403  (the names of jaxbp.layers.__all__)
@@ -45,8 +46,10 @@ __all__ = [
     "assert_gradients_match",
     "backprop_vs_autodiff",
     "check_gradients",
+    "check_jvp",
     "check_layer",
     "check_loss",
+    "check_vjp",
     "GradientCheckError",
     "GradientReport",
     # training

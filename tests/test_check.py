@@ -77,15 +77,31 @@ def test_failure_raises_with_the_table():
         report.row("nope")
 
 
-def test_verdict_when_finite_differences_alone_differ_is_a_warning_not_a_failure():
+def test_straight_through_gradient_is_not_the_derivative_so_it_fails():
     # Straight-through rounding: the value is round(x) (flat), the derivative passes through.
+    # Manual and autodiff agree on 1, finite differences see 0 with no kink within the step:
+    # the gradient is not the derivative of the forward (issue 11 made this a failure; it was
+    # a warning, FD_ONLY), and the report names what autodiff ran instead.
     layer = _layer("round_st", lambda p, x, *, key=None: (
         x + jax.lax.stop_gradient(jnp.round(x) - x), None), lambda p, c, dy: ((), dy))
     x = jnp.asarray([[0.2, 1.3, -2.1]])
     report = bp.check_layer(layer, inputs=x)
-    assert report.ok and report.row("x").status == "warn"
-    assert report.row("x").verdict == _report.FD_ONLY
-    assert "step size, kink or precision" in str(report)
+    assert not report.ok and report.row("x").verdict == _report.SHARED
+    assert report.forward.stop_gradients == 1 and not report.forward.custom_rules
+    assert "stop_gradient applied 1×" in str(report)
+
+
+def test_verdict_when_finite_differences_alone_differ_is_a_warning_at_low_precision():
+    # A forward computing in float32: finite differences at a float64 step are round-off.
+    def f(x):
+        return jnp.sin(3 * x.astype(jnp.float32)).astype(x.dtype)
+
+    layer = _layer("sin_float32", lambda p, x, *, key=None: (f(x), x),
+                   lambda p, x, dy: ((), jax.vjp(f, x)[1](dy)[0]))
+    report = bp.check_layer(layer, inputs=jnp.asarray([[0.2, 1.3, -2.1, 0.7]]))
+    assert report.ok and report.row("x").status == "warn", report
+    assert report.row("x").verdict == _report.FD_PRECISION
+    assert report.forward.narrow_dtypes == ("float32",)
 
 
 def test_verdict_when_autodiff_alone_differs():

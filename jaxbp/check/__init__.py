@@ -36,12 +36,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp._core import Layer, Loss, check_input_shape
+from jaxbp.check.custom import check_jvp, check_vjp
 from jaxbp.check.diagnose import Context
 from jaxbp.check.localize import locate_in_network, locate_layer
-from jaxbp.check.point import layer_report, loss_report, param_rows, settings, tolerance
+from jaxbp.check.point import (layer_report, loss_report, param_rows, settings, tolerance,
+                               with_forward)
 from jaxbp.check.report import GradientCheckError, GradientReport, LeafCheck, merge
 from jaxbp._validate import fail, non_negative, positive_int, require_layer, require_loss
-from jaxbp.check.witnesses import Oracle, cache, oracle, to64, witnesses
+from jaxbp.check.witnesses import FULL_FD_MAX, Oracle, cache, oracle, to64, witnesses
 from jaxbp.gradients import backprop, objective, penalty_mask
 
 STEP = 1e-6
@@ -75,7 +77,7 @@ def _normal(rng: np.random.Generator, shape) -> np.ndarray:
 def check_layer(layer: Layer, input_shape=None, *, key=0, params=None, inputs=None,
                 batch_sizes: Sequence[int] = (1, 3), draws: int = 2,
                 input_fn: Callable | None = None, training: bool = False, rtol: float = RTOL,
-                fd_rtol: float = FD_RTOL, step: float = STEP) -> GradientReport:
+                fd_rtol: float = FD_RTOL, step: float = STEP, fd: str = "auto") -> GradientReport:
     """Checks one layer's hand-derived ``backward`` (``dparams`` and ``dx``) at several points.
 
     At each point — ``draws`` random draws for each batch size, or each of ``inputs`` — params
@@ -97,6 +99,10 @@ def check_layer(layer: Layer, input_shape=None, *, key=0, params=None, inputs=No
       rtol: tolerance of manual vs autodiff, relative to the leaf's largest magnitude.
       fd_rtol: tolerance of a value vs the finite-difference interval, relative likewise.
       step: relative finite-difference step.
+      fd: where finite differences are taken: ``"full"`` every element; ``"sampled"`` a few
+        elements (the worst manual-vs-autodiff disagreements, the largest gradients, random
+        ones) and random directional derivatives per leaf, manual vs autodiff still on every
+        element; ``"auto"`` (default) full up to ``FULL_FD_MAX`` elements, sampled above.
 
     Returns:
       A :class:`GradientReport`; ``print`` it for the table, ``.raise_if_failed()`` in tests.
@@ -105,7 +111,7 @@ def check_layer(layer: Layer, input_shape=None, *, key=0, params=None, inputs=No
     if inputs is None and input_shape is None:
         raise ValueError("check_layer: give input_shape (without the batch axis), e.g. (4,), "
                          "or explicit inputs=.")
-    tol = tolerance("check_layer", rtol, fd_rtol, step)
+    tol = tolerance("check_layer", rtol, fd_rtol, step, fd)
     sizes, draws = _sizes("check_layer", batch_sizes, draws)
     seed, init_key = _seed(key)
     rng = np.random.default_rng(seed)
@@ -132,13 +138,16 @@ def check_layer(layer: Layer, input_shape=None, *, key=0, params=None, inputs=No
             reports.append(locate_layer(layer, p, x, dy, fkey, tol, rep))
     what = (f"{len(points)} explicit input(s)" if inputs is not None else
             f"{len(points)} points: batch {', '.join(map(str, sizes))} × {draws} draw(s)")
-    return merge(reports, layer.name, settings(tol, what))
+    return merge(reports, layer.name, settings(tol, what, max(
+        x.size + sum(v.size for v in jax.tree_util.tree_leaves(layer.init(
+            jax.random.key(0), input_shape)[0] if fixed is None else fixed)) for _, x, _ in points)))
 
 
 def check_loss(loss: Loss, pred_shape=None, *, key=0, y_pred=None, y_true=None,
                batch_sizes: Sequence[int] = (1, 3), draws: int = 2,
                pred_fn: Callable | None = None, target_fn: Callable | None = None,
-               rtol: float = RTOL, fd_rtol: float = FD_RTOL, step: float = STEP) -> GradientReport:
+               rtol: float = RTOL, fd_rtol: float = FD_RTOL, step: float = STEP,
+               fd: str = "auto") -> GradientReport:
     """Checks a loss's hand-derived ``grad`` against ``jax.grad`` of its ``value`` and finite
     differences, at ``y_pred``/``y_true`` if given, else at random draws.
 
@@ -155,9 +164,10 @@ def check_loss(loss: Loss, pred_shape=None, *, key=0, y_pred=None, y_true=None,
       rtol: see :func:`check_layer`.
       fd_rtol: see :func:`check_layer`.
       step: see :func:`check_layer`.
+      fd: see :func:`check_layer`.
     """
     require_loss("check_loss", loss)
-    tol = tolerance("check_loss", rtol, fd_rtol, step)
+    tol = tolerance("check_loss", rtol, fd_rtol, step, fd)
     sizes, draws = _sizes("check_loss", batch_sizes, draws)
     seed, _ = _seed(key)
     rng = np.random.default_rng(seed)
@@ -173,18 +183,20 @@ def check_loss(loss: Loss, pred_shape=None, *, key=0, y_pred=None, y_true=None,
                     points.append((to64(p), to64((target_fn or _normal)(rng, np.shape(p))),
                                    f"batch {b}, draw {d}"))
         reports = [loss_report(loss, p, t, tol=tol, where=w) for p, t, w in points]
-    return merge(reports, loss.name, settings(tol, f"{len(points)} point(s)"))
+    return merge(reports, loss.name, settings(tol, f"{len(points)} point(s)",
+                                              max(p.size for p, _, _ in points)))
 
 
 def check_gradients(net: Layer, loss: Loss, params, x, y, *, l1: float = 0.0, l2: float = 0.0,
                     regularize=None, grad_fn: Callable | None = None, key=None,
                     localize: bool = True, rtol: float = RTOL, fd_rtol: float = FD_RTOL,
-                    step: float = STEP) -> GradientReport:
+                    step: float = STEP, fd: str = "auto") -> GradientReport:
     """Checks a network's hand-derived gradient of ``J = loss(net(params, x), y) + penalty``.
 
     The manual witness is ``grad_fn(params, x, y)`` — by default ``bp.backprop(net, loss, l1=,
-    l2=)`` — compared with ``jax.grad`` of ``bp.objective`` and finite differences of it over
-    every parameter. On failure the loss and then each layer, in backward order, are checked
+    l2=)`` — compared with ``jax.grad`` of ``bp.objective`` on every parameter, and with finite
+    differences of it over every parameter (``fd="full"``, the default up to ``FULL_FD_MAX``
+    parameters) or at sampled elements and random directions (``fd="sampled"``). On failure the loss and then each layer, in backward order, are checked
     on their own at their actual inputs and cotangents; the first that fails is the location.
 
     Args:
@@ -202,10 +214,11 @@ def check_gradients(net: Layer, loss: Loss, params, x, y, *, l1: float = 0.0, l2
       rtol: see :func:`check_layer`.
       fd_rtol: see :func:`check_layer`.
       step: see :func:`check_layer`.
+      fd: see :func:`check_layer`.
     """
     require_layer("check_gradients", net, "net", "bp.serial(...)")
     require_loss("check_gradients", loss)
-    tol = tolerance("check_gradients", rtol, fd_rtol, step)
+    tol = tolerance("check_gradients", rtol, fd_rtol, step, fd)
     l1 = non_negative("check_gradients", "l1", l1, "l1=1e-4")
     l2 = non_negative("check_gradients", "l2", l2, "l2=1e-4")
     # Reused across calls with the same network, loss and options (compiled once per shape).
@@ -213,20 +226,24 @@ def check_gradients(net: Layer, loss: Loss, params, x, y, *, l1: float = 0.0, l2
     prefix = "layers" if net.sublayers else ""
     with jax.enable_x64(True):
         params, x, y = to64(params), to64(x), to64(y)
-        manual, auto, fds = witnesses(net_oracle, params, (x, y), step=tol.step)
+        manual, auto, fds = witnesses(net_oracle, params, (x, y), step=tol.step, fd=tol.fd)
         leaves = jax.tree_util.tree_leaves_with_path(params)
         mask = jax.tree_util.tree_leaves(penalty_mask(params, regularize))
         ctxs = [Context(batch=int(x.shape[0]), param=np.asarray(v), l1=l1 * on, l2=l2 * on)
                 for (_, v), on in zip(leaves, mask)]
-        rows = param_rows(prefix, manual, auto, params, fds, tol, "", ctxs)
+        rows, forward = with_forward(
+            lambda trust_fd: param_rows(prefix, manual, auto, params, fds, tol, "", ctxs,
+                                        trust_fd), net_oracle, params, (x, y))
         subject = f"{net.name} + {loss.name}" + (f" + penalty(l1={l1:g}, l2={l2:g})"
                                                  if l1 or l2 else "")
+        n = sum(v.size for _, v in leaves)
         report = GradientReport(subject, tuple(rows), settings=settings(
-            tol, f"batch {x.shape[0]}, {sum(v.size for _, v in leaves)} parameters"))
+            tol, f"batch {x.shape[0]}, {n} parameters", n), forward=forward)
         if report.ok or not localize:
             return report
         location = locate_in_network(net, loss, params, x, y, key, tol, bool(l1 or l2))
-    return GradientReport(report.subject, report.rows, *location, settings=report.settings)
+    return GradientReport(report.subject, report.rows, *location, settings=report.settings,
+                          forward=forward)
 
 
 @cache(maxsize=32)
@@ -265,6 +282,6 @@ def assert_gradients_match(net: Layer, loss: Loss, params, x, y, **options) -> G
     return check_gradients(net, loss, params, x, y, **options).raise_if_failed()
 
 
-__all__ = ["FD_RTOL", "RTOL", "STEP", "GradientCheckError", "GradientReport", "LeafCheck",
-           "assert_gradients_match", "backprop_vs_autodiff", "check_gradients", "check_layer",
-           "check_loss"]
+__all__ = ["FD_RTOL", "FULL_FD_MAX", "RTOL", "STEP", "GradientCheckError", "GradientReport", "LeafCheck",
+           "assert_gradients_match", "backprop_vs_autodiff", "check_gradients", "check_jvp",
+           "check_layer", "check_loss", "check_vjp"]

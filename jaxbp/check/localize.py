@@ -61,7 +61,7 @@ def locate_layer(layer: Layer, params, x, dy, key, tol: Tolerance,
     found = first_wrong_sublayer(layer, params, x, dy, key, tol) if layer.sublayers else None
     if found is None:
         found = (f"{layer.name}: {wrong_grads(report)} wrong", None)
-    return GradientReport(layer.name, report.rows, *found)
+    return GradientReport(layer.name, report.rows, *found, forward=report.forward)
 
 
 def locate_in_network(net: Layer, loss, params, x, y, key, tol: Tolerance,

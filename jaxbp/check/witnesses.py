@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jaxbp.check.report import FiniteDiff
+from jaxbp.check.sampled import choose, sampled_fd, specs_for
+from jaxbp.check.verdicts import Directional, FiniteDiff
 
 _MAX_CHUNK = 64
 _MAX_CHUNK_FLOATS = 4_000_000
@@ -49,6 +50,11 @@ def to64(tree):
 _QUICK_COMPILE = {"xla_backend_optimization_level": 0}
 _QUICK_BELOW = 4096
 
+FULL_FD_MAX = 12_000
+"""``fd="auto"`` differences every element up to this many (the primal's total), and samples
+above it (:mod:`jaxbp.check.sampled`): small checks keep the full third witness."""
+FD_MODES = ("auto", "full", "sampled")
+
 
 class Oracle(NamedTuple):
     """The jitted functions of one check (see :func:`oracle`)."""
@@ -62,6 +68,10 @@ class Oracle(NamedTuple):
     """``(primal, aux, idx, up, down)``: the finite differences of one chunk (optimised code)."""
     fd_chunk_quick_compile: Callable
     """``fd_chunk`` compiled at backend optimisation level 0 (for checks of few elements)."""
+    fd_sampled: Callable
+    """``(primal, aux, flat_manual, flat_auto, specs, step)``: sampled finite differences."""
+    fn: Callable
+    """The checked scalar ``fn(primal, aux)`` itself (traced for its custom rules)."""
 
 
 def oracle(fn: Callable, extra: Callable) -> Oracle:
@@ -90,7 +100,8 @@ def oracle(fn: Callable, extra: Callable) -> Oracle:
     quick = dict(compiler_options=_QUICK_COMPILE)
     return Oracle(manual_autodiff_and_fd=jax.jit(manual_autodiff_and_fd, **quick),
                   manual_and_autodiff=jax.jit(manual_and_autodiff, **quick),
-                  fd_chunk=jax.jit(fd_chunk), fd_chunk_quick_compile=jax.jit(fd_chunk, **quick))
+                  fd_chunk=jax.jit(fd_chunk), fd_chunk_quick_compile=jax.jit(fd_chunk, **quick),
+                  fd_sampled=sampled_fd(fn), fn=fn)
 
 
 def cache(maxsize: int):
@@ -110,18 +121,25 @@ def cache(maxsize: int):
     return wrap
 
 
-def witnesses(oracle: Oracle, primal, aux, *, step: float, magnitude: Callable = lambda e: 0.0):
+def witnesses(oracle: Oracle, primal, aux, *, step: float, magnitude: Callable = lambda e: 0.0,
+              fd: str = "auto", grads: Callable | None = None, seed: int = 0):
     """Runs the oracle: ``(manual, autodiff, [FiniteDiff per leaf of primal])``.
 
-    Every element is perturbed by ``±h``, ``h = step · max(1, |θ|)``; ``magnitude(manual)``
-    bounds the terms summed in the objective and sets the round-off estimate
-    ``noise = 32 eps max(magnitude, |f|) / h``.
+    Every element (``fd="full"``, or ``"auto"`` up to :data:`FULL_FD_MAX` elements) or a
+    sample of elements and directions (``"sampled"``, :mod:`jaxbp.check.sampled`) is perturbed
+    by ``±h``, ``h = step · max(1, |θ|)``; ``magnitude(manual)`` bounds the terms summed in the
+    objective and sets the round-off estimate ``noise = 32 eps max(magnitude, |f|) / h``.
+    ``grads(manual)`` lists the manual gradient's leaves in the primal's order (default: the
+    leaves of ``manual``), used to choose the sampled elements.
     """
     leaves = jax.tree_util.tree_leaves(primal)  # the order ravel_pytree flattens in
     theta = np.concatenate([np.asarray(v, np.float64).ravel() for v in leaves] or [np.zeros(0)])
     n = theta.size
     h = step * np.maximum(1.0, np.abs(theta))
     up, down = (theta + h) - theta, theta - (theta - h)  # steps exactly representable
+    if fd == "sampled" or (fd == "auto" and n > FULL_FD_MAX):
+        return _sampled(oracle, primal, aux, leaves, theta, up, down, step, magnitude,
+                        grads or jax.tree_util.tree_leaves, seed)
     size = 1
     while size < min(n, _MAX_CHUNK, max(1, _MAX_CHUNK_FLOATS // max(n, 1))):
         size *= 2
@@ -141,15 +159,70 @@ def witnesses(oracle: Oracle, primal, aux, *, step: float, magnitude: Callable =
             plus[start:stop] = np.asarray(fp)[: stop - start]
             minus[start:stop] = np.asarray(fm)[: stop - start]
     f0 = float(f0)
-    eps = np.finfo(np.float64).eps
-    noise = 32 * eps * max(float(magnitude(manual)), abs(f0)) / np.minimum(up, down)
+    noise = _noise(magnitude(manual), f0) / np.minimum(up, down)
     fd = FiniteDiff((plus - minus) / (up + down), (plus - f0) / up, (f0 - minus) / down, noise)
+    return manual, auto, _split(fd, leaves)
+
+
+def _noise(magnitude, f0: float) -> float:
+    return 32 * np.finfo(np.float64).eps * max(float(magnitude), abs(f0))
+
+
+def _split(fd: FiniteDiff, leaves) -> list[FiniteDiff]:
     out, offset = [], 0
     for leaf in leaves:
         k = int(np.prod(leaf.shape))
-        out.append(FiniteDiff(*(v[offset:offset + k].reshape(leaf.shape) for v in fd)))
+        out.append(FiniteDiff(*(None if v is None else v[offset:offset + k].reshape(leaf.shape)
+                                for v in fd[:5])))
         offset += k
-    return manual, auto, out
+    return out
 
 
-__all__ = ["Oracle", "cache", "is_float", "oracle", "to64", "witnesses"]
+def _aligned(manual_leaves, auto_leaves) -> list[np.ndarray]:
+    """Manual's leaves where they line up with autodiff's (same count and shape), else
+    autodiff's (a malformed manual gradient fails on its own; the sample still needs one)."""
+    auto = [np.asarray(a, np.float64) for a in auto_leaves]
+    if len(manual_leaves) != len(auto):
+        return auto
+    return [np.asarray(m, np.float64) if np.shape(m) == a.shape else a
+            for m, a in zip(manual_leaves, auto)]
+
+
+def _sampled(oracle: Oracle, primal, aux, leaves, theta, up, down, step, magnitude, grads, seed):
+    manual, f0, auto = oracle.manual_and_autodiff(primal, aux)
+    a_leaves = [np.asarray(a, np.float64) for a in jax.tree_util.tree_leaves(auto)]
+    try:
+        m_leaves = _aligned(grads(manual), a_leaves)
+    except Exception:  # noqa: BLE001 — a malformed manual witness: choose by autodiff alone
+        m_leaves = a_leaves
+    sizes = [a.size for a in a_leaves]
+    chosen = choose(m_leaves, a_leaves, np.random.default_rng(seed))
+    specs, count = specs_for(sizes, chosen, seed)
+    ravel = lambda ls: jax.device_put(np.concatenate([v.ravel() for v in ls] or [np.zeros(0)]))  # noqa: E731
+    out = oracle.fd_sampled(primal, aux, ravel(m_leaves), ravel(a_leaves), specs, step)
+    fp, fm, pm, pa, asym, absum = (np.asarray(v)[:count] for v in out)
+    f0, n = float(f0), theta.size
+    base = _noise(magnitude(manual), f0)
+    central, forward, backward = (np.full(n, np.nan) for _ in range(3))
+    checked = np.zeros(n, bool)
+    elem = specs.seed[:count] < 0
+    at = specs.start[:count][elem]
+    central[at] = (fp[elem] - fm[elem]) / (up[at] + down[at])
+    forward[at] = (fp[elem] - f0) / up[at]
+    backward[at] = (f0 - fm[elem]) / down[at]
+    checked[at] = True
+    fd = _split(FiniteDiff(central, forward, backward, base / np.minimum(up, down), checked),
+                leaves)
+    eps = np.finfo(np.float64).eps
+    offset = 0
+    for j, leaf_fd in enumerate(fd):
+        d = ~elem & (specs.start[:count] == offset)
+        offset += sizes[j]
+        fd[j] = leaf_fd._replace(directions=Directional(
+            pm[d] / (2 * step), pa[d] / (2 * step), (fp[d] - fm[d]) / (2 * step),
+            (fp[d] - f0) / step, (f0 - fm[d]) / step,
+            base / step + asym[d] / (2 * step) + 8 * eps * absum[d] / step))
+    return manual, auto, fd
+
+
+__all__ = ["FD_MODES", "FULL_FD_MAX", "Oracle", "cache", "is_float", "oracle", "to64", "witnesses"]
