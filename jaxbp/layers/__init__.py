@@ -27,6 +27,8 @@ from jaxbp.layers.initializers import (
     he_normal,
     he_uniform,
 )
+from jaxbp.layers.attention import AttentionParams, multi_head_attention
+from jaxbp.layers.combinators import residual
 from jaxbp.layers.conv import Conv2DParams, conv2d
 from jaxbp.layers.dropout import dropout
 from jaxbp.layers.embedding import EmbeddingParams, embedding
@@ -38,6 +40,7 @@ from jaxbp.layers.recurrent import RNNParams, last_step, rnn
 __all__ = [
     "ACTIVATIONS",
     "INITIALIZERS",
+    "AttentionParams",
     "Conv2DParams",
     "DenseParams",
     "EmbeddingParams",
@@ -53,6 +56,8 @@ __all__ = [
     "layer_norm",
     "lstm",
     "max_pool",
+    "multi_head_attention",
+    "residual",
     "rnn",
     "dense",
     "elu",
