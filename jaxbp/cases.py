@@ -23,8 +23,9 @@ from jaxbp._core import Layer, Loss, serial
 from jaxbp.check.report import GradientReport
 from jaxbp.check import check_layer, check_loss
 from jaxbp.layers import (avg_pool, conv2d, dense, dropout, elu, embedding, flatten, gelu,
-                          identity, last_step, layer_norm, leaky_relu, lstm, max_pool, relu, rnn,
-                          sigmoid, softmax, softplus, tanh)
+                          identity, last_step, layer_norm, leaky_relu, lstm, max_pool,
+                          multi_head_attention, relu, residual, rnn, sigmoid, softmax, softplus,
+                          tanh)
 from jaxbp.losses import (binary_cross_entropy, mse, sigmoid_binary_cross_entropy,
                           softmax_cross_entropy)
 
@@ -146,6 +147,13 @@ LAYER_CASES: list[LayerCase] = [
               any_shape=False),
     LayerCase("sequence_model", lambda: serial(embedding(5, 3), lstm(4), last_step(), dense(2)),
               (4,), tokens(5)),
+    LayerCase("attention", lambda: multi_head_attention(2), (3, 4), any_shape=False),
+    LayerCase("attention_causal", lambda: multi_head_attention(2, causal=True), (5, 4),
+              any_shape=False),
+    LayerCase("residual", lambda: residual(serial(layer_norm(), tanh())), (2, 5)),
+    LayerCase("transformer_block", lambda: serial(
+        residual(serial(layer_norm(), multi_head_attention(2, causal=True))),
+        residual(serial(layer_norm(), dense(8), gelu(), dense(4)))), (3, 4), any_shape=False),
 ]
 
 LOSS_CASES: list[LossCase] = [
