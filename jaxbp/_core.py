@@ -99,11 +99,63 @@ def check_input(name: str, x: Any, expected: Shape, what: str = "") -> None:
     shape = tuple(shape)
     if len(shape) != len(expected) + 1 or shape[1:] != tuple(expected):
         hint = what or f"expected (batch, {', '.join(map(str, expected))})"
+        fix = ("add the batch axis, e.g. x[None] for one example" if shape == tuple(expected)
+               else f"reshape the input or initialise the layer with input_shape={shape[1:]}")
         raise ValueError(
             f"{name}: input x has shape {shape}, but the layer expects (batch, *{tuple(expected)}) "
-            f"({hint}). Fix: reshape the input or initialise the layer with "
-            f"input_shape={shape[1:]}."
+            f"({hint}). Fix: {fix}."
         )
+
+
+def check_float_input(name: str, x: Any) -> None:
+    """Raises ``TypeError`` unless ``x`` has a floating (or complex) dtype.
+
+    A layer that multiplies its input by weights (dense, conv, recurrent) would otherwise
+    promote integer data silently, or fail inside XLA; the dtype is static, so this check costs
+    nothing per step under ``jit``.
+    """
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and not jnp.issubdtype(dtype, jnp.inexact):
+        raise TypeError(
+            f"{name}: input x has dtype {dtype}, but a floating-point array is expected. Fix: "
+            f"x.astype(jnp.float32) (or the params' dtype); fit and evaluate cast float data "
+            f"to the params' dtype themselves, integer token ids belong in bp.embedding.")
+
+
+def check_param_shapes(name: str, params: Any, expected: dict[str, tuple]) -> None:
+    """Checks ``params`` against the shapes the layer was built for, at trace time.
+
+    ``expected`` maps each field (in order) to its shape; a size the layer does not fix is
+    given by its name (``"d_in"``). A mismatch names the field, both shapes and the likely
+    cause: the params of another network (``dense(8)`` given the params of a ``dense(5)``).
+    """
+    fields = tuple(expected)
+    if not isinstance(params, (tuple, list)) or len(params) != len(fields):
+        got = (f"a {type(params).__name__} of length {len(params)}"
+               if isinstance(params, (tuple, list)) else type(params).__name__)
+        raise ValueError(
+            f"{name}: params must hold ({', '.join(fields)}), got {got}. Fix: pass the params "
+            f"this layer's (or network's) init returned.")
+    for field, leaf, want in zip(fields, params, expected.values()):
+        shape = tuple(getattr(leaf, "shape", ()))
+        fixed = [(s, w) for s, w in zip(shape, want) if not isinstance(w, str)]
+        if len(shape) != len(want) or any(s != w for s, w in fixed):
+            shown = "(" + ", ".join(map(str, want)) + ("," if len(want) == 1 else "") + ")"
+            raise ValueError(
+                f"{name}: params.{field} has shape {shape}, but this layer expects {shown}. Fix: "
+                f"pass the params this network's init returned (these look like the params of "
+                f"another network, e.g. other hidden sizes).")
+
+
+def check_dy(name: str, dy: Any, expected: Shape) -> None:
+    """Checks that backward's ``dy`` has the shape of forward's output ``y`` (``expected``)."""
+    shape = tuple(getattr(dy, "shape", ()) or ())
+    if not hasattr(dy, "shape") or shape != tuple(expected):
+        got = shape if hasattr(dy, "shape") else type(dy).__name__
+        raise ValueError(
+            f"{name}: backward got dy of shape {got}, but forward's output y has shape "
+            f"{tuple(expected)}; dy = dL/dy has y's shape. Fix: pass dy shaped like the y this "
+            f"forward returned.")
 
 
 def float_dtype(dtype=None):
@@ -190,10 +242,31 @@ def serial(*layers: Layer) -> Layer:
         check_params(params)
         dparams = [None] * len(layers)
         for i in reversed(range(len(layers))):
-            dparams[i], dy = layers[i].backward(params[i], caches[i], dy)
+            try:
+                dparams[i], dy = layers[i].backward(params[i], caches[i], dy)
+            except (ValueError, TypeError) as e:
+                reraise(i, e)
         return tuple(dparams), dy
 
     return Layer(init, forward, backward, name, tuple(layers))
+
+
+def check_dparams(where: str, net: Layer, params: Params, dparams: Params) -> None:
+    """Raises ``TypeError`` unless ``dparams`` has the pytree structure of ``params``, naming
+    the first sublayer of a combinator whose backward returned another structure."""
+    tu = jax.tree_util
+    if tu.tree_structure(dparams) == tu.tree_structure(params):
+        return
+    name, got, want = net.name, dparams, params
+    if net.sublayers and isinstance(dparams, tuple) and len(dparams) == len(params):
+        for i, (layer, d, p) in enumerate(zip(net.sublayers, dparams, params)):
+            if tu.tree_structure(d) != tu.tree_structure(p):
+                name, got, want = f"layer {i} ({layer.name}) of {net.name}", d, p
+                break
+    raise TypeError(
+        f"{where}: the backward of {name} returned dparams with structure "
+        f"{tu.tree_structure(got)}, but its params have {tu.tree_structure(want)}. Fix: return "
+        f"(dparams, dx) with dparams shaped like params (the same NamedTuple; () without params).")
 
 
 def count_params(params: Params) -> int:
@@ -208,8 +281,12 @@ __all__ = [
     "Params",
     "PRNGKey",
     "Shape",
+    "check_dparams",
+    "check_dy",
+    "check_float_input",
     "check_input",
     "check_input_shape",
+    "check_param_shapes",
     "count_params",
     "float_dtype",
     "serial",

@@ -8,8 +8,9 @@ Typed PRNG keys are stored as their raw ``jax.random.key_data`` with the impleme
 and rebuilt with ``jax.random.wrap_key_data``.
 
 Writes are atomic: the archive goes to a temporary file in the target's directory, is flushed
-and ``fsync``-ed, then ``os.replace``-d over the target (and the directory is ``fsync``-ed), so
-a process killed mid-save leaves the previous checkpoint intact and never a torn file.
+and ``fsync``-ed, given the mode ``0o666 & ~umask`` a plain ``open`` would give it, then
+``os.replace``-d over the target (and the directory is ``fsync``-ed), so a process killed
+mid-save leaves the previous checkpoint intact and never a torn file.
 
 Restoring needs a *template* (e.g. freshly initialised params and optimizer state, or
 ``jax.eval_shape`` of them): the file must match its structure, shapes and dtypes exactly, and
@@ -21,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxbp._files import atomic_write
 from jaxbp._validate import int_at_least
 
 FORMAT = "jaxbp-checkpoint"
@@ -39,6 +40,18 @@ _PYTHON_SCALARS = {"bool": bool, "int": int, "float": float}
 
 class CheckpointError(ValueError):
     """A file that is not a loadable jaxbp checkpoint, or one that does not fit the template."""
+
+
+class CheckpointDamaged(CheckpointError):
+    """A file that cannot be read as a jaxbp checkpoint: truncated, corrupted or foreign."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """A readable checkpoint that does not fit the template (another network or optimizer)."""
+
+
+class DamagedCheckpointWarning(UserWarning):
+    """Resuming skipped a damaged checkpoint for an older valid one (see ``runs.to_resume``)."""
 
 
 def _is_key(leaf: Any) -> bool:
@@ -119,32 +132,7 @@ def save(path: str | os.PathLike, tree: Any, *, metadata: dict | None = None) ->
                 "leaves": entries, "metadata": meta_json}
     arrays[_MANIFEST] = np.frombuffer(json.dumps(manifest).encode("utf-8"), np.uint8)
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not every platform lets a directory be opened.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return atomic_write(path, lambda f: np.savez(f, **arrays), prefix=f".{path.name}.")
 
 
 def _open(path: Path):
@@ -152,24 +140,32 @@ def _open(path: Path):
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {str(path)!r}.")
     if not zipfile.is_zipfile(path):
-        raise CheckpointError(
+        raise CheckpointDamaged(
             f"{str(path)!r} is not a jaxbp checkpoint: it is not an .npz (zip) archive — "
-            f"truncated, corrupted, or a different format. It was not unpickled or executed.")
+            f"truncated, corrupted, or a different format. It was not unpickled or executed. "
+            f"Fix: load a file that checkpoint.save wrote (an older checkpoint of the run).")
     try:
         npz = np.load(path, allow_pickle=False)
         manifest = json.loads(bytes(npz[_MANIFEST]).decode("utf-8"))
     except KeyError:
-        raise CheckpointError(f"{str(path)!r} is an .npz archive but not a jaxbp checkpoint: it "
-                              f"has no {_MANIFEST!r} entry.") from None
+        raise CheckpointDamaged(f"{str(path)!r} is an .npz archive but not a jaxbp checkpoint: "
+                                f"it has no {_MANIFEST!r} entry.") from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise CheckpointError(f"{str(path)!r} is damaged (truncated or corrupted) and cannot be "
-                              f"read: {e}") from None
+        raise CheckpointDamaged(f"{str(path)!r} is damaged (truncated or corrupted) and cannot "
+                                f"be read: {e}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not a jaxbp checkpoint: its manifest has format "
-                              f"{manifest.get('format') if isinstance(manifest, dict) else None!r}.")
+        raise CheckpointDamaged(
+            f"{str(path)!r} is not a jaxbp checkpoint: its manifest has format "
+            f"{manifest.get('format') if isinstance(manifest, dict) else None!r}.")
     if manifest.get("version") != VERSION:
-        raise CheckpointError(f"{str(path)!r} has checkpoint format version "
-                              f"{manifest.get('version')!r}; this jaxbp reads version {VERSION}.")
+        raise CheckpointDamaged(f"{str(path)!r} has checkpoint format version "
+                                f"{manifest.get('version')!r}; this jaxbp reads version "
+                                f"{VERSION}.")
+    if not (isinstance(manifest.get("leaves"), list) and isinstance(manifest.get("treedef"), str)
+            and all(isinstance(e, dict) and {"path", "kind", "dtype", "shape"} <= set(e)
+                    for e in manifest["leaves"])):
+        raise CheckpointDamaged(f"{str(path)!r} is damaged: its manifest does not describe the "
+                                f"leaves (path, kind, dtype, shape) and the tree structure.")
     return npz, manifest
 
 
@@ -202,19 +198,19 @@ def _check(path: Path, manifest: dict, names: list[str], template_leaves: list, 
         detail = (f"leaf {only_file[0]} is in the file but not in the template" if only_file else
                   f"leaf {only_tmpl[0]} is in the template but not in the file" if only_tmpl else
                   "the leaves are in a different order")
-        raise CheckpointError(
+        raise CheckpointMismatch(
             f"{str(path)!r} does not match the template's structure: {detail} "
             f"({len(stored_names)} leaves in the file, {len(names)} in the template). Fix: "
             f"restore into a template built like the saved state (same network and optimizer).")
     if manifest["treedef"] != str(treedef):
-        raise CheckpointError(
+        raise CheckpointMismatch(
             f"{str(path)!r} has the template's leaf paths but different containers: file "
             f"{manifest['treedef']} vs template {treedef}. Fix: use the same NamedTuple/state types.")
     for entry, name, leaf in zip(stored, names, template_leaves):
         want = _template_entry(name, leaf)
         problem = _mismatch(entry, want)
         if problem:
-            raise CheckpointError(
+            raise CheckpointMismatch(
                 f"{str(path)!r}: leaf {name} {problem}. Fix: restore into a template built like "
                 f"the saved state (the same layer sizes, optimizer, dtype and jax_enable_x64).")
 
@@ -271,6 +267,22 @@ def _rebuild(entry: dict, value: np.ndarray, leaf: Any) -> Any:
     return jax.numpy.asarray(value)
 
 
+def _read_leaf(path: Path, npz, i: int, entry: dict) -> np.ndarray:
+    """Leaf ``i`` of an open checkpoint, checked against its manifest ``entry``."""
+    try:
+        value = npz[f"leaf_{i:05d}"]
+    except (KeyError, zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise CheckpointDamaged(f"{str(path)!r} is damaged: leaf {entry['path']} cannot be read "
+                                f"({type(e).__name__}: {e}).") from None
+    expect = entry["shape"] + ([2] if entry["kind"] == "key" else [])
+    if entry["kind"] == "array" and (value.dtype.name != entry["dtype"]
+                                     or list(value.shape) != expect):
+        raise CheckpointDamaged(f"{str(path)!r} is damaged: leaf {entry['path']} holds "
+                                f"{value.dtype}{list(value.shape)}, its manifest says "
+                                f"{entry['dtype']}{expect}.")
+    return value
+
+
 def load(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
     """Reads a checkpoint into the structure of ``template``; returns ``(tree, metadata)``.
 
@@ -281,7 +293,9 @@ def load(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
 
     Raises:
       FileNotFoundError: nothing at ``path``.
-      CheckpointError: a truncated, corrupted or foreign file, or one that does not fit.
+      CheckpointDamaged: a truncated, corrupted or foreign file (a :class:`CheckpointError`).
+      CheckpointMismatch: a readable checkpoint that does not fit ``template`` (another
+        network, optimizer or dtype; a :class:`CheckpointError` too).
 
     Examples:
       >>> import os, tempfile, jax, jaxbp as bp
@@ -297,7 +311,7 @@ def load(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
       >>> checkpoint.load(path, {"params": other, "step": 0})
       Traceback (most recent call last):
       ...
-      jaxbp.checkpoint.CheckpointError: '...state.npz': leaf ['params'][0].w has shape (2, 3) in the file but (2, 4) in the template. Fix: ...
+      jaxbp.checkpoint.CheckpointMismatch: '...state.npz': leaf ['params'][0].w has shape (2, 3) in the file but (2, 4) in the template. Fix: ...
     """
     path = Path(path)
     names_leaves, treedef = _flatten(template)
@@ -308,18 +322,7 @@ def load(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
         _check(path, manifest, names, template_leaves, treedef)
         out = []
         for i, (entry, leaf) in enumerate(zip(manifest["leaves"], template_leaves)):
-            try:
-                value = npz[f"leaf_{i:05d}"]
-            except (KeyError, zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-                raise CheckpointError(f"{str(path)!r} is damaged: leaf {entry['path']} cannot "
-                                      f"be read ({type(e).__name__}: {e}).") from None
-            expect = entry["shape"] + ([2] if entry["kind"] == "key" else [])
-            if entry["kind"] == "array" and (value.dtype.name != entry["dtype"]
-                                             or list(value.shape) != expect):
-                raise CheckpointError(f"{str(path)!r} is damaged: leaf {entry['path']} holds "
-                                      f"{value.dtype}{list(value.shape)}, its manifest says "
-                                      f"{entry['dtype']}{expect}.")
-            out.append(_rebuild(entry, value, leaf))
+            out.append(_rebuild(entry, _read_leaf(path, npz, i, entry), leaf))
     return jax.tree_util.tree_unflatten(treedef, out), manifest["metadata"]
 
 
@@ -346,6 +349,27 @@ def latest(directory: str | os.PathLike) -> Path | None:
     return max(found)[1] if found else None
 
 
+def verify(path: str | os.PathLike) -> dict:
+    """Reads every leaf of the checkpoint at ``path`` (checking its CRC, dtype and shape
+    against the manifest) without a template; returns the manifest, or raises
+    :class:`CheckpointDamaged` (``FileNotFoundError`` if nothing is there)."""
+    path = Path(path)
+    npz, manifest = _open(path)
+    with npz:
+        for i, entry in enumerate(manifest["leaves"]):
+            _read_leaf(path, npz, i, entry)
+    return manifest
+
+
+def checkpoints(directory: str | os.PathLike) -> list[Path]:
+    """Every ``checkpoint_<step>.npz`` in ``directory``, newest (highest step) first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
 def save_step(directory: str | os.PathLike, step: int, tree: Any, *,
               metadata: dict | None = None, keep: int = 2) -> Path:
     """Saves ``tree`` as step ``step`` in ``directory`` (created if needed), keeping the newest
@@ -362,4 +386,6 @@ def save_step(directory: str | os.PathLike, step: int, tree: Any, *,
     return path
 
 
-__all__ = ["CheckpointError", "latest", "load", "read_manifest", "save", "save_step", "step_path"]
+__all__ = ["CheckpointDamaged", "CheckpointError", "CheckpointMismatch",
+           "DamagedCheckpointWarning", "checkpoints", "latest", "verify",
+           "load", "read_manifest", "save", "save_step", "step_path"]

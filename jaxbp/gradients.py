@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp._core import Array, Layer, Loss, Params
+from jaxbp._core import Array, Layer, Loss, Params, check_dparams
 from jaxbp._validate import fail, non_negative, one_of, require_layer, require_loss
 
 GradFn = Callable[..., tuple[Array, Params]]
@@ -82,6 +82,41 @@ def check_net_and_loss(net: Layer, loss: Loss, where: str = "") -> None:
     require_loss(where, loss)
 
 
+def check_batch(where: str, x, y) -> None:
+    """Raises ``ValueError`` unless every leaf of ``x`` and ``y`` has the same non-zero number
+    of examples on axis 0. Shapes are static, so under ``jit`` this runs once, at trace time.
+
+    An empty batch would make every batch-mean loss ``0/0 = nan``; labels of another batch
+    size than ``x`` would be broadcast or fail inside XLA.
+    """
+    sizes = []
+    for name, tree in (("x", x), ("y", y)):
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+            shape = tuple(np.shape(leaf))
+            sizes.append((name + jax.tree_util.keystr(path), shape))
+    if not sizes or not sizes[0][1]:
+        return  # a scalar x: the layers and losses name what they expect
+    n = sizes[0][1][0]
+    if n == 0:
+        raise ValueError(
+            f"{where}: x has shape {sizes[0][1]}, an empty batch (0 examples); a batch-mean loss "
+            f"of no examples is 0/0 = nan. Fix: pass at least one example, e.g. x[:1], y[:1].")
+    for name, shape in sizes[1:]:
+        if shape and shape[0] != n:
+            raise ValueError(
+                f"{where}: {name} has {shape[0]} examples (shape {shape}) but x has {n} "
+                f"(shape {sizes[0][1]}); targets need one row per example. Fix: pass matching "
+                f"x and y, e.g. y[:{n}] for x of {n} examples.")
+
+
+def in_params_dtype(grads: Params, params: Params) -> Params:
+    """``grads`` cast leaf by leaf to the dtype of ``params`` (a no-op where they agree), as
+    ``jax.grad`` returns them: bfloat16 params with float32 ``x`` get bfloat16 gradients."""
+    return jax.tree_util.tree_map(
+        lambda g, p: g.astype(p.dtype) if hasattr(p, "dtype") and hasattr(g, "astype")
+        and g.dtype != p.dtype else g, grads, params)
+
+
 def _validate(net: Layer, loss: Loss, l1, l2) -> tuple[float, float]:
     check_net_and_loss(net, loss)
     return non_negative("", "l1", l1, "l1=1e-4"), non_negative("", "l2", l2, "l2=1e-4")
@@ -104,6 +139,11 @@ def backprop(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
 
     Returns:
       ``f(params, x, y, *, key=None) -> (loss_value, grads)``; pure, so it can be ``jax.jit``-ed.
+      ``grads`` has the structure and, leaf by leaf, the dtype of ``params`` (the computation
+      runs in the promoted dtype of params and ``x``, as ``jax.grad``'s does, and each
+      gradient is cast to its parameter's dtype at the end, exactly as ``autodiff`` returns it).
+      An empty batch, or ``y`` with another number of examples than ``x``, raises
+      ``ValueError`` at trace time.
 
     Examples:
       >>> import jax, jax.numpy as jnp, jaxbp as bp
@@ -117,14 +157,16 @@ def backprop(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
     l1, l2 = _validate(net, loss, l1, l2)
 
     def value_and_grad(params, x, y, *, key=None):
+        check_batch("backprop", x, y)
         y_pred, cache = net.forward(params, x, key=key)
         value = loss.value(y_pred, y)
         dparams, _ = net.backward(params, cache, loss.grad(y_pred, y))
+        check_dparams("backprop", net, params, dparams)
         if l1 or l2:
             value = value + penalty(params, l1=l1, l2=l2, regularize=regularize)
             dreg = penalty_grad(params, l1=l1, l2=l2, regularize=regularize)
             dparams = jax.tree_util.tree_map(jnp.add, dparams, dreg)
-        return value, dparams
+        return value, in_params_dtype(dparams, params)
 
     return value_and_grad
 
@@ -150,6 +192,7 @@ def autodiff(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
     vg = jax.value_and_grad(j)
 
     def value_and_grad(params, x, y, *, key=None):
+        check_batch("autodiff", x, y)
         return vg(params, x, y, key=key)
 
     return value_and_grad

@@ -8,10 +8,11 @@ that says how to install it (``pip install 'jaxbp[plot]'``).
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Callable
 
 import numpy as np
+
+from jaxbp._files import atomic_write, unwritable
 
 
 def require_matplotlib():
@@ -30,7 +31,7 @@ def require_matplotlib():
 
 def check_path(path) -> str:
     """``path`` as a string, checked before any work is done: it ends in ``.png`` and its folder
-    exists; else a ValueError that names the path and the fix."""
+    exists and accepts new files; else a ValueError that names the path and the fix."""
     path = os.fspath(path)
     if not path.lower().endswith(".png"):
         raise ValueError(f"plot: path={path!r} must end in .png (the image is written as PNG). "
@@ -39,6 +40,10 @@ def check_path(path) -> str:
     if not os.path.isdir(parent):
         raise ValueError(f"plot: the folder of path={path!r} does not exist ({parent}). "
                          f"Fix: create it first or choose another path.")
+    problem = unwritable(parent)
+    if problem:
+        raise ValueError(f"plot: path={path!r} cannot be written: {problem}. Fix: choose a "
+                         f"writable folder, e.g. path='curves.png'.")
     return path
 
 
@@ -49,7 +54,8 @@ def save_training_plot(path, history: dict, *, x: np.ndarray | None = None,
     """Writes loss and accuracy curves, plus a decision boundary for 2-D inputs, to ``path``.
 
     The file appears atomically: the figure goes to a temporary file in the same folder, which
-    is then renamed over ``path``, so a reader never sees a half-written image.
+    is then renamed over ``path``, so a reader never sees a half-written image; its mode is the
+    one a plain ``open`` gives (``0o666 & ~umask``).
 
     Args:
       path: where to write, ending in ``.png``.
@@ -77,7 +83,8 @@ def save_training_plot(path, history: dict, *, x: np.ndarray | None = None,
         ax.set_ylabel(metric)
         if metric == "loss" and min(history.get("train_loss") or [1.0]) > 0:
             ax.set_yscale("log")
-        ax.legend()
+        if ax.get_lines():
+            ax.legend()
         ax.grid(alpha=0.3)
     if boundary:
         ax = axes[2]
@@ -96,16 +103,8 @@ def save_training_plot(path, history: dict, *, x: np.ndarray | None = None,
         fig.suptitle(title)
     fig.tight_layout()
 
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png",
-                               dir=os.path.dirname(os.path.abspath(path)))
     try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100), suffix=".png")
     finally:
         plt.close(fig)
     return path

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -19,6 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp.check import backprop_vs_autodiff
+from jaxbp.checkpoint import CheckpointDamaged, CheckpointMismatch, DamagedCheckpointWarning
+from jaxbp.cli import UsageError, one_line
+from jaxbp.train.diverge import TrainingDiverged
 from jaxbp.cli.train_flags import CNN_DEFAULTS, DESCRIPTION, HELP, TRAIN_DEFAULTS, add_arguments
 
 
@@ -50,7 +54,8 @@ def _check_flags(args, cfg) -> None:
     from jaxbp import plot
 
     if not args.dropout < 1.0:
-        raise ValueError(f"--dropout {args.dropout:g} must be a probability in [0, 1).")
+        raise ValueError(f"--dropout {args.dropout:g} must be a probability in [0, 1) (of "
+                         f"dropping a unit). Fix: e.g. --dropout 0.2.")
     if args.plot:
         plot.check_path(args.plot)
         plot.require_matplotlib()
@@ -59,7 +64,7 @@ def _check_flags(args, cfg) -> None:
                          f"{args.dataset!r}. Fix: jaxbp train digits --model cnn.")
     if _cnn(args) and len(cfg["hidden"]) != 2:
         raise ValueError(f"--model cnn: --hidden {','.join(map(str, cfg['hidden']))} must give "
-                         f"the channels of the two convolution stages, e.g. --hidden 16,32.")
+                         f"the channels of the two convolution stages. Fix: e.g. --hidden 16,32.")
 
 
 def _model(args, cfg):
@@ -94,14 +99,15 @@ def _make_optimizer(args, cfg):
         if not (hasattr(opt, "init") and hasattr(opt, "update")):
             raise ValueError(f"--optax {args.optax!r} is not an optax optimizer taking a "
                              f"learning_rate; expected a name such as adam, adamw, sgd, rmsprop, "
-                             f"lamb or lion.")
+                             f"lamb or lion. Fix: e.g. --optax adamw.")
         return opt, f"optax.{args.optax}(learning_rate={lr_name})"
     name = cfg["optimizer"]
     return OPTIMIZERS[name](lr), f"jaxbp.optim.{name}(learning_rate={lr_name})"
 
 
 def _resume_from(args):
-    """Checks --devices/--checkpoint/--resume; the checkpoint to resume from, or None."""
+    """Checks --devices/--checkpoint/--resume; the checkpoint to resume from, or None. A
+    damaged checkpoint skipped for an older one is one warning line on stderr."""
     from jaxbp import parallel
     from jaxbp.train import runs
 
@@ -109,7 +115,12 @@ def _resume_from(args):
         parallel.make_mesh(args.devices)  # fails early, naming the devices available
     spelling = runs.Spelling("", "--resume", "--checkpoint DIR", "--checkpoint {}",
                              "jaxbp train --checkpoint runs/x --resume")
-    return runs.to_resume(args.checkpoint or None, args.resume, spelling)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DamagedCheckpointWarning)
+        found = runs.to_resume(args.checkpoint or None, args.resume, spelling)
+    for w in caught:
+        print(f"jaxbp train: warning: {one_line(w.message)}", file=sys.stderr)
+    return found
 
 
 def _setup(args) -> _Setup:
@@ -161,15 +172,33 @@ def _train(args, s: _Setup, params, key, out):
     if s.resume_from is not None:
         start_epoch = runs.saved_epoch(s.resume_from)
         out(f"resuming from {s.resume_from} (epoch {start_epoch})")
+    elif args.resume:
+        out(f"--resume: no checkpoint in {args.checkpoint} yet; starting afresh")
     if args.devices:
         out(f"data parallel over {args.devices} devices: {jax.devices()[0].platform}")
     t0 = time.perf_counter()
-    result = train.fit(s.net, s.loss, s.optimizer, params, s.ds.train.x, s.ds.train.y, key=key,
-                       epochs=cfg["epochs"], batch_size=cfg["batch_size"], grad=args.grad,
-                       l1=cfg["l1"], l2=cfg["l2"], validation=validation, patience=args.patience,
-                       progress=False if args.no_progress else None,
-                       callback=_logger(args, cfg["epochs"], out),
-                       devices=args.devices, checkpoint_dir=args.checkpoint, resume=args.resume)
+    try:
+        with warnings.catch_warnings():  # _resume_from has reported damaged checkpoints
+            warnings.simplefilter("ignore", DamagedCheckpointWarning)
+            result = train.fit(
+                s.net, s.loss, s.optimizer, params, s.ds.train.x, s.ds.train.y, key=key,
+                epochs=cfg["epochs"], batch_size=cfg["batch_size"], grad=args.grad,
+                l1=cfg["l1"], l2=cfg["l2"], validation=validation, patience=args.patience,
+                progress=False if args.no_progress else None,
+                callback=_logger(args, cfg["epochs"], out), devices=args.devices,
+                checkpoint_dir=args.checkpoint, resume=args.resume)
+    except CheckpointMismatch as e:
+        detail = str(e).split(": ", 1)[-1].split(". Fix:")[0].replace("the template", "this run")
+        raise UsageError(
+            f"--resume: {s.resume_from} was written by a run of another network or optimizer "
+            f"({detail}). Fix: use the same --model, --hidden and --optimizer as the run that "
+            f"wrote it, or a new --checkpoint DIR.") from e
+    except TrainingDiverged as e:
+        at = f" at step {e.step}" if e.step else ""
+        raise RuntimeError(
+            f"training diverged in epoch {e.epoch}{at}: {e.leaf} went non-finite (nan or inf); "
+            f"no checkpoint was written for that epoch. Fix: a smaller learning rate, e.g. "
+            f"--lr {cfg['lr'] / 10:g}.") from e
     elapsed = time.perf_counter() - t0
     ran = int(result.state.epoch) - start_epoch
     out(f"trained {ran} epochs ({int(result.state.step)} steps) in {elapsed:.2f} s")
@@ -222,9 +251,10 @@ def run(args, out=print) -> int:
 
     try:
         s = _setup(args)
+    except CheckpointDamaged:
+        raise  # not a usage mistake: the run cannot continue (exit 1)
     except (ValueError, TypeError, ImportError) as e:
-        print(f"jaxbp train: error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(one_line(e)) from e
     k_init, k_fit, k_check = jax.random.split(jax.random.key(args.seed), 3)
     params = jax.jit(lambda key: s.net.init(key, s.ds.train.x.shape[1:])[0])(k_init)
     sizes = " / ".join(f"{len(d.x)} {n}" for n, d in
@@ -234,15 +264,34 @@ def run(args, out=print) -> int:
     out(f"network: {s.net.name}, {bp.count_params(params)} parameters; loss {s.loss.name}")
     if not _check_gradients(s, params, k_check if args.dropout else None, out):
         return 1
+    initial = bp.evaluate(s.net, s.loss, params, s.ds.train.x, s.ds.train.y)["loss"]
     result = _train(args, s, params, k_fit, out)
     if args.dataset == "xor":
         _print_xor(s, result.params, out)
     metrics = _metrics(s, result.params)
+    failed = None
     if args.plot:
-        _plot(args, s, result, out)
+        try:
+            _plot(args, s, result, out)
+        except (OSError, ValueError, ImportError) as e:  # the metrics are printed all the same
+            failed = RuntimeError(f"--plot {args.plot}: {one_line(e)}")
     for k, v in metrics.items():
         out(f"{k}: {v:.6g}")
+    if failed is not None:
+        raise failed
+    _check_progress(initial, metrics["train_loss"], s.cfg, args)
     return 0
+
+
+def _check_progress(initial: float, final: float, cfg: dict, args) -> None:
+    """A run whose training loss ended above 1.1 times where it started failed: a learning
+    rate far too large drives a saturating network there without ever producing nan."""
+    if not final <= 1.1 * initial:
+        default = (CNN_DEFAULTS if _cnn(args) else TRAIN_DEFAULTS[args.dataset])["lr"]
+        raise RuntimeError(
+            f"training failed: the training loss rose from {initial:.4g} (initial parameters) "
+            f"to {final:.4g}; with --lr {cfg['lr']:g} the steps overshoot. Fix: a smaller "
+            f"learning rate, e.g. --lr {min(default, cfg['lr'] / 10):g}.")
 
 
 def _param_dtype(params):

@@ -16,7 +16,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxbp._core import Array, Layer
+from jaxbp._core import Array, Layer, check_dy
 from jaxbp.layers._shared import check_array, same_shape_init
 
 
@@ -32,6 +32,8 @@ def _elementwise(name: str, f: Callable[[Array], tuple[Array, object]],
         return f(x)
 
     def backward(params, cache, dy):
+        if hasattr(cache, "shape"):  # the cached x or y has y's shape, as dy must
+            check_dy(name, dy, cache.shape)
         return (), dy * df(cache)
 
     return Layer(same_shape_init(name), forward, backward, name)

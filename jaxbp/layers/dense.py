@@ -21,7 +21,8 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from jaxbp._core import Array, Layer, check_input, check_input_shape
+from jaxbp._core import (Array, Layer, check_dy, check_float_input, check_input,
+                         check_input_shape, check_param_shapes)
 from jaxbp._validate import positive_int
 from jaxbp.layers._matmul import weight_grad
 from jaxbp.layers._shared import bias_shape
@@ -66,8 +67,12 @@ def dense(d_out: int, *, w_init: str | Initializer = "glorot_uniform", dtype=Non
         b = jnp.zeros((d_out,), w.dtype)
         return DenseParams(w, b), shape[:-1] + (d_out,)
 
+    expected = {"w": ("d_in", d_out), "b": (d_out,)}
+
     def forward(params, x, *, key=None):
+        check_param_shapes(name, params, expected)  # static shapes: trace time only
         w, b = params
+        check_float_input(name, x)
         x_shape = getattr(x, "shape", None)
         if x_shape is None or len(x_shape) < 2 or x_shape[-1] != w.shape[0]:
             check_input(name, x, (w.shape[0],),
@@ -77,6 +82,7 @@ def dense(d_out: int, *, w_init: str | Initializer = "glorot_uniform", dtype=Non
 
     def backward(params, x, dy):
         w, _ = params
+        check_dy(name, dy, x.shape[:-1] + (d_out,))
         x2 = x.reshape(-1, x.shape[-1])          # fold extra leading axes into the batch
         dy2 = dy.reshape(-1, dy.shape[-1])
         dw = weight_grad(x2, dy2)

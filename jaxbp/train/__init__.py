@@ -28,9 +28,12 @@ One job per module:
 - ``epoch``: :func:`make_train_epoch`, fit's compiled epoch, :func:`epoch_batches`;
 - ``metrics``: :func:`accuracy_for`, :func:`evaluate`, the checks and casts of the data;
 - ``stopping``: early stopping's book-keeping; ``progress``: the progress bar;
-- ``runs``: a run on disk (save, resume, :func:`load_run`); ``loop``: :func:`fit`.
+- ``runs``: a run on disk (save, resume past damaged checkpoints, :func:`load_run`);
+- ``diverge``: :class:`TrainingDiverged`, raised when a step turns non-finite;
+  ``loop``: :func:`fit`.
 """
 
+from jaxbp.train.diverge import TrainingDiverged
 from jaxbp.train.epoch import epoch_batches, make_train_epoch
 from jaxbp.train.loop import fit
 from jaxbp.train.metrics import accuracy_for, evaluate
@@ -41,6 +44,7 @@ from jaxbp.train.step import make_train_step
 __all__ = [
     "FitResult",
     "TrainState",
+    "TrainingDiverged",
     "accuracy_for",
     "epoch_batches",
     "evaluate",

@@ -23,7 +23,7 @@ from jaxbp._core import Array, Layer, Loss, PRNGKey
 from jaxbp.gradients import backprop
 from jaxbp.losses import weighted
 from jaxbp.train.state import TrainState
-from jaxbp.train.step import compiled_update, update_fn
+from jaxbp.train.step import compiled_update, update_with_grads
 
 
 def make_train_epoch(net: Layer, loss: Loss, optimizer: optax.GradientTransformation,
@@ -130,7 +130,8 @@ def epoch_batches(key: PRNGKey, n: int, batch_size: int, *, shuffle: bool = True
     return index.reshape(num_batches, batch_size), mask.reshape(num_batches, batch_size)
 
 
-def _epoch(state: TrainState, x: Array, y: Array, cfg: EpochConfig):
+def _batches(state: TrainState, x: Array, cfg: EpochConfig):
+    """The epoch's batches ``(index, weights, keys)``, real rows per batch and the next key."""
     index, mask = epoch_batches(jax.random.fold_in(state.key, 0), x.shape[0], cfg.batch_size,
                                 shuffle=cfg.shuffle)
     if cfg.mesh is not None:  # equal rows per device: extra rows carry weight exactly zero
@@ -141,36 +142,92 @@ def _epoch(state: TrainState, x: Array, y: Array, cfg: EpochConfig):
     real = jnp.sum(mask, axis=1)
     dtype = jnp.result_type(*[a.dtype for a in jax.tree_util.tree_leaves(state.params)] or [float])
     weights = mask.astype(dtype) / real.astype(dtype).reshape(-1, 1)
+    return (index, weights, keys), real, key
 
+
+def _step(x: Array, y: Array, cfg: EpochConfig):
+    """One step on the batch ``(i, w, k)``: ``(params, opt_state, J, grads)`` after it."""
     grad_fn = cfg.grad(cfg.net, weighted(cfg.loss), l1=cfg.l1, l2=cfg.l2,
                        regularize=cfg.regularize)
-    update = update_fn(grad_fn, cfg.optimizer)
+    update = update_with_grads(grad_fn, cfg.optimizer)
 
-    def body(carry, batch):
-        params, opt_state = carry
-        i, w, k = batch
+    def step(params, opt_state, i, w, k):
         xb, yb = jnp.take(x, i, axis=0), jnp.take(y, i, axis=0)
         if cfg.mesh is not None:  # data parallel: rows sharded, parameters replicated
             xb, yb, w = parallel.constrain((xb, yb, w), parallel.batch_sharding(cfg.mesh))
-        params, opt_state, value = update(params, opt_state, xb, (yb, w), k)
+        params, opt_state, value, grads = update(params, opt_state, xb, (yb, w), k)
         if cfg.mesh is not None:
             params, opt_state = parallel.constrain((params, opt_state),
                                                    parallel.replicated(cfg.mesh))
+        return params, opt_state, value, grads
+
+    return step
+
+
+def finite(tree) -> Array:
+    """``True`` (a bool scalar) when every floating leaf of ``tree`` is finite."""
+    flags = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(tree)
+             if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+    return jnp.all(jnp.stack(flags)) if flags else jnp.asarray(True)
+
+
+def _epoch(state: TrainState, x: Array, y: Array, cfg: EpochConfig):
+    batches, real, key = _batches(state, x, cfg)
+    step = _step(x, y, cfg)
+
+    def body(carry, batch):
+        params, opt_state, value, _ = step(*carry, *batch)
         return (params, opt_state), value
 
-    (params, opt_state), values = jax.lax.scan(
-        body, (state.params, state.opt_state), (index, weights, keys))
+    (params, opt_state), values = jax.lax.scan(body, (state.params, state.opt_state), batches)
     objective = jnp.sum(values * real.astype(values.dtype)) / x.shape[0]
-    new = TrainState(params, opt_state, state.step + index.shape[0], state.epoch + 1, key)
-    return new, objective
+    new = TrainState(params, opt_state, state.step + real.shape[0], state.epoch + 1, key)
+    # Divergence check: once per epoch, not per step (a non-finite step leaves its parameters
+    # non-finite for the rest of the epoch), folded into the objective fit reads anyway: nan
+    # unless the parameters and optimizer state are finite. fit replays such an epoch.
+    return new, jnp.where(finite((params, opt_state)), objective, jnp.nan)
+
+
+def _replay(state: TrainState, x: Array, y: Array, cfg: EpochConfig):
+    """``_epoch`` again, stopping at its first non-finite step: ``(params, opt_state, bad,
+    flags)`` with the parameters before step ``bad`` (``-1``: none was non-finite) and
+    ``flags = [loss finite, each gradient leaf finite..., each updated parameter leaf
+    finite..., optimizer state finite]`` at that step. Run only after an epoch diverged."""
+    batches, real, _ = _batches(state, x, cfg)
+    step = _step(x, y, cfg)
+    n_leaves = len(jax.tree_util.tree_leaves(state.params))
+
+    def body(carry, batch):
+        params, opt_state, bad, flags = carry
+        t, batch = batch[0], batch[1:]
+        new_params, new_opt, value, grads = step(params, opt_state, *batch)
+        now = jnp.stack([jnp.isfinite(value)]
+                        + [finite(g) for g in jax.tree_util.tree_leaves(grads)]
+                        + [finite(p) for p in jax.tree_util.tree_leaves(new_params)]
+                        + [finite(new_opt)])
+        first = (bad < 0) & ~jnp.all(now)
+        bad, flags = jnp.where(first, t, bad), jnp.where(first, now, flags)
+        params, opt_state = jax.tree_util.tree_map(lambda n, o: jnp.where(bad < 0, n, o),
+                                                   (new_params, new_opt), (params, opt_state))
+        return (params, opt_state, bad, flags), None
+
+    start = (state.params, state.opt_state, jnp.asarray(-1, jnp.int32),
+             jnp.ones((2 + 2 * n_leaves,), bool))
+    steps = jnp.arange(real.shape[0], dtype=jnp.int32)
+    return jax.lax.scan(body, start, (steps, *batches))[0]
+
+
+replay_program = jax.jit(_replay, static_argnames=("cfg",))
 
 
 @functools.lru_cache(maxsize=None)
 def epoch_program(options: tuple) -> Callable:
     """fit's jitted epoch, ``(state, x, y, cfg=) -> (state, objective)``, compiled with
-    ``dict(options)`` (one jit, hence one cache, per options); ``state`` is donated."""
-    return jax.jit(_epoch, static_argnames=("cfg",), donate_argnames=("state",),
-                   compiler_options=dict(options) or None)
+    ``dict(options)`` (one jit, hence one cache, per options). ``objective`` is the epoch's mean
+    objective, or nan when the parameters or optimizer state ended non-finite. ``state`` is not
+    donated: fit keeps the state an epoch started from, to replay an epoch that diverged
+    (:func:`replay_program`)."""
+    return jax.jit(_epoch, static_argnames=("cfg",), compiler_options=dict(options) or None)
 
 
 _AUTO_OPTIONS: dict = {}  # (cfg, input types) -> options "auto" chose for fit's epoch
@@ -199,5 +256,5 @@ def epoch_options(spec, state: TrainState, x, y, cfg: EpochConfig) -> tuple:
     return _AUTO_OPTIONS[key]
 
 
-__all__ = ["EpochConfig", "epoch_batches", "epoch_options", "epoch_program", "make_train_epoch",
-           "steps_of"]
+__all__ = ["EpochConfig", "epoch_batches", "epoch_options", "epoch_program", "finite",
+           "make_train_epoch", "replay_program", "steps_of"]

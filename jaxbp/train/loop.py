@@ -3,6 +3,7 @@ and checkpoints."""
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -17,8 +18,10 @@ from jaxbp._core import Layer, Loss, Params, PRNGKey
 from jaxbp._validate import int_at_least, non_negative, require_optimizer
 from jaxbp.gradients import backprop, check_net_and_loss, gradient_source
 from jaxbp.train import runs
+from jaxbp.train.diverge import diverged
 from jaxbp.train.epoch import EpochConfig, epoch_options, epoch_program
-from jaxbp.train.metrics import Accuracy, accuracy_fn, as_inputs, check_xy, metrics_of
+from jaxbp.train.metrics import (Accuracy, accuracy_fn, as_inputs, check_values, check_xy,
+                                 metrics_of)
 from jaxbp.train.progress import progress_bar
 from jaxbp.train.state import FitResult, TrainState, copy_tree, init_state
 from jaxbp.train.stopping import Best, after_epoch, monitored
@@ -91,12 +94,16 @@ def _start(plan: _Plan, params, key, state, history) -> tuple[TrainState, dict, 
 def _data(plan: _Plan, state: TrainState, x, y, validation):
     """The state and the training data checked, cast to the parameters' dtype and placed on
     the devices, and the data to evaluate: ``[("train", (x, y)), ("val", validation)]``."""
-    x, y = as_inputs(state.params, *check_xy("fit", x, y))
+    x, y = check_xy("fit", x, y)
+    check_values("fit", plan.cfg.net, state.params, x, y)  # once per data set, on the host
+    x, y = as_inputs(state.params, x, y)
     if validation is not None:
         if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
             raise TypeError(f"fit: validation must be a pair (x_val, y_val) or None, got "
                             f"{type(validation).__name__}. Fix: validation=(x_val, y_val).")
-        validation = as_inputs(state.params, *check_xy("fit validation", *validation))
+        validation = check_xy("fit validation", *validation)
+        check_values("fit validation", plan.cfg.net, state.params, *validation)
+        validation = as_inputs(state.params, *validation)
     if plan.cfg.mesh is not None:  # every device holds the data; each step shards its batch
         state, x, y, validation = parallel.put((state, x, y, validation),
                                                parallel.replicated(plan.cfg.mesh))
@@ -169,6 +176,12 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
       compiler_options: XLA options for the compiled epoch, as in :func:`make_train_step`
         (``"auto"`` decides from the epoch's cost before its first run).
 
+    Raises:
+      TrainingDiverged: the loss, a gradient or a parameter turned non-finite (nan or inf); the
+        message names the epoch, the step and the first parameter leaf that did, and its
+        ``.result`` holds the last finite parameters. No checkpoint of non-finite values is
+        written. (Checked once per epoch, see ``docs/training.md``.)
+
     Returns:
       A :class:`FitResult` ``(params, opt_state, history, state, best_epoch)``. ``history`` has
       ``epoch``, ``seconds``, ``objective`` (mean mini-batch objective, penalties and dropout
@@ -180,6 +193,9 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
                  checkpoint_dir=checkpoint_dir, resume=resume,
                  keep_checkpoints=keep_checkpoints, compiler_options=compiler_options,
                  state=state)
+    if plan.epochs == 0 and state is None and plan.resume_from is None:
+        raise ValueError("fit: epochs=0 trains nothing on a fresh run (epochs counts the "
+                         "total, state.epoch included). Fix: e.g. epochs=100.")
     state, history, best = _start(plan, params, key, state, history)
     state, x, y, splits = _data(plan, state, x, y, validation)
     monitor = monitored(validation)
@@ -189,7 +205,12 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
     for epoch in range(start + 1, plan.epochs + 1):
         if run_epoch is None:
             run_epoch = epoch_program(epoch_options(plan.compiler_options, state, x, y, plan.cfg))
+        start_state = state  # not donated: kept to replay an epoch that diverges
         state, objective = run_epoch(state, x, y, cfg=plan.cfg)
+        if not math.isfinite(float(objective)):  # nan too if the state ended non-finite
+            if bar is not None:
+                bar.close()
+            raise diverged(start_state, x, y, plan.cfg, epoch, history)
         record = _record(epoch, state, objective, splits, plan, t0)
         for k, v in record.items():
             history.setdefault(k, []).append(v)

@@ -8,6 +8,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxbp._core import Array, Layer, Loss, Params
 
@@ -24,6 +25,30 @@ def check_xy(what: str, x, y) -> tuple[Array, Array]:
                          f"{tuple(y.shape)}; both need the same non-zero number of examples "
                          f"on axis 0. Fix: pass matching inputs and targets.")
     return x, y
+
+
+def check_values(what: str, net: Layer, params, x, y) -> None:
+    """Checks the *values* of a data set, once (on the host, never per step): no nan or inf in
+    floating ``x`` or ``y``, and integer class labels ``(batch,)`` within the network's
+    outputs ``[0, classes)``."""
+    for name, a in (("x", x), ("y", y)):
+        a = np.asarray(jax.device_get(a))
+        if np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)):
+            bad = ~np.isfinite(a.reshape(len(a), -1))
+            raise ValueError(
+                f"{what}: {name} holds {int(bad.sum())} non-finite value(s) (nan or inf), the "
+                f"first in row {int(np.argmax(bad.any(axis=1)))}; training on them gives nan "
+                f"losses. Fix: drop or impute those rows, e.g. {name}[np.isfinite({name}).all(1)].")
+    labels = np.asarray(jax.device_get(y))
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        return
+    out = jax.eval_shape(lambda p, xs: net.forward(p, xs)[0], params, x[:1])
+    classes = out.shape[-1] if len(out.shape) == 2 else 0
+    if classes > 1 and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(
+            f"{what}: y holds class labels in [{labels.min()}, {labels.max()}], but the network "
+            f"has {classes} outputs, so labels must be in [0, {classes}). Fix: relabel the "
+            f"classes 0..{classes - 1}, or give the last layer as many outputs as classes.")
 
 
 def as_inputs(params, x, y) -> tuple[Array, Array]:
@@ -117,5 +142,6 @@ def evaluate(net: Layer, loss: Loss, params: Params, x, y, *, accuracy="auto") -
     return {k: float(out[k]) for k in ("loss", "accuracy") if k in out}
 
 
-__all__ = ["Accuracy", "accuracy_fn", "accuracy_for", "as_inputs", "check_xy", "evaluate",
+__all__ = ["Accuracy", "accuracy_fn", "accuracy_for", "as_inputs", "check_values", "check_xy",
+           "evaluate",
            "evaluate_arrays", "metrics_of"]

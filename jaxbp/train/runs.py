@@ -10,12 +10,15 @@ a best epoch — with the metadata ``{"history": ..., "best_value", "best_epoch"
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 import jax
+import numpy as np
 
 from jaxbp import checkpoint
+from jaxbp._files import unwritable
 from jaxbp._core import Params, PRNGKey
 from jaxbp.train.state import FitResult, TrainState, init_state
 from jaxbp.train.stopping import Best
@@ -36,21 +39,50 @@ FIT = Spelling("fit: ", "resume=True", "checkpoint_dir=", "checkpoint_dir={!r}",
 
 
 def to_resume(directory, resume: bool, spelling: Spelling = FIT) -> Path | None:
-    """The checkpoint a run continues from: the newest in ``directory`` with ``resume``,
-    ``None`` for a fresh run; refuses ``resume`` without a directory, and a directory that
-    already holds a run without ``resume`` (rather than mixing two runs)."""
+    """The checkpoint a run continues from: the newest *valid* one in ``directory`` with
+    ``resume``, ``None`` for a fresh run (also with ``resume`` when there is none yet).
+
+    Refuses ``resume`` without a directory, a directory where no file can be created (before
+    any training), and a directory that already holds a run without ``resume`` (rather than
+    mixing two runs). A damaged newest checkpoint (truncated, corrupted) is skipped with a
+    :class:`~jaxbp.checkpoint.DamagedCheckpointWarning` naming it, for the newest older one
+    that reads back whole; when every one is damaged, a ``CheckpointDamaged`` error says so.
+    """
     if resume and directory is None:
         raise ValueError(f"{spelling.where}{spelling.resume} needs {spelling.directory}, the "
                          f"directory of the run to continue. Fix: {spelling.example}.")
     if directory is None:
         return None
-    found = checkpoint.latest(directory)
-    if found is not None and not resume:
+    problem = unwritable(directory)
+    if problem:
+        raise ValueError(f"{spelling.where}{spelling.shown.format(str(directory))} cannot be "
+                         f"written: {problem}. Fix: choose a writable directory for the "
+                         f"checkpoints, e.g. {spelling.shown.format('runs/x')}.")
+    found = checkpoint.checkpoints(directory)
+    if found and not resume:
         raise ValueError(
             f"{spelling.where}{spelling.shown.format(str(directory))} already holds "
-            f"{found.name}; pass {spelling.resume} to continue that run, or choose an empty "
-            f"directory for a new one.")
-    return found
+            f"{found[0].name}; pass {spelling.resume} to continue that run, or choose an empty "
+            f"directory for a new one. Fix: e.g. {spelling.example}.")
+    damaged = []
+    for path in found:
+        try:
+            checkpoint.verify(path)
+        except checkpoint.CheckpointDamaged as e:
+            damaged.append(str(e))
+            continue
+        for reason in damaged:
+            warnings.warn(checkpoint.DamagedCheckpointWarning(
+                f"{spelling.where}skipping a damaged checkpoint: {reason} Resuming from "
+                f"{path.name}, the newest valid one."), stacklevel=3)
+        return path
+    if damaged:
+        raise checkpoint.CheckpointDamaged(
+            f"{spelling.where}no valid checkpoint to resume in "
+            f"{spelling.shown.format(str(directory))}: all {len(found)} are damaged (the newest: "
+            f"{damaged[0]}) Fix: delete the damaged checkpoint files to start afresh, or "
+            f"choose another directory.")
+    return None
 
 
 def saved_epoch(path: str | os.PathLike) -> int:
@@ -62,6 +94,13 @@ def save(directory, state: TrainState, history: dict, best: Best | None, keep: i
     """Saves ``state``, ``history`` and early stopping's ``best`` as the state's epoch."""
     if jax.process_index() != 0:  # one writer; data-parallel state is replicated everywhere
         return
+    for path, leaf in jax.tree_util.tree_leaves_with_path((state.params, state.opt_state)):
+        value = np.asarray(jax.device_get(leaf)) if hasattr(leaf, "dtype") else None
+        if value is not None and np.issubdtype(value.dtype, np.inexact) \
+                and not np.all(np.isfinite(value)):  # fit stops before; never save garbage
+            raise ValueError(f"runs.save: {jax.tree_util.keystr(path)} of epoch "
+                             f"{int(state.epoch)} is not finite; a checkpoint never holds nan "
+                             f"or inf. Fix: a smaller learning rate.")
     tree, meta = {"state": state}, {"history": history}
     if best is not None and best.epoch is not None:
         tree["best"] = {"params": best.params, "opt_state": best.opt_state}

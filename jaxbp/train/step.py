@@ -19,14 +19,26 @@ from jaxbp._validate import require_optimizer
 from jaxbp.gradients import backprop, gradient_source
 from jaxbp.optim import apply_updates
 
-def update_fn(grad_fn, optimizer) -> Callable:
+
+def update_with_grads(grad_fn, optimizer) -> Callable:
     """The update of one step, ``update(params, opt_state, x, y, key) -> (params, opt_state,
-    J)``: ``grad_fn``'s gradients through ``optimizer``, applied; ``J`` the objective at the
-    parameters passed in."""
+    J, grads)``: ``grad_fn``'s gradients through ``optimizer``, applied; ``J`` the objective at
+    the parameters passed in, ``grads`` its gradient there."""
     def update(params, opt_state, x, y, key):
         value, grads = grad_fn(params, x, y, key=key)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return apply_updates(params, updates), opt_state, value
+        return apply_updates(params, updates), opt_state, value, grads
+
+    return update
+
+
+def update_fn(grad_fn, optimizer) -> Callable:
+    """:func:`update_with_grads` without the gradients: ``update(params, opt_state, x, y,
+    key) -> (params, opt_state, J)`` (the same traced program; unused outputs are dropped)."""
+    full = update_with_grads(grad_fn, optimizer)
+
+    def update(params, opt_state, x, y, key):
+        return full(params, opt_state, x, y, key)[:3]
 
     return update
 
@@ -93,4 +105,4 @@ def make_train_step(net: Layer, loss: Loss, optimizer: optax.GradientTransformat
                            compiler_options=compiler_options)
 
 
-__all__ = ["compiled_update", "make_train_step", "update_fn"]
+__all__ = ["compiled_update", "make_train_step", "update_fn", "update_with_grads"]
