@@ -12,7 +12,8 @@ from jaxbp.check import (GradientCheckError, GradientReport, assert_gradients_ma
                          backprop_vs_autodiff, check_gradients, check_jvp, check_layer, check_loss,
                          check_vjp)
 from jaxbp import cases, checkpoint, data, models, optim, parallel
-from jaxbp.train import FitResult, TrainState, evaluate, fit, make_train_epoch, make_train_step
+from jaxbp.train import (FitResult, TrainingDiverged, TrainState, evaluate, fit, make_train_epoch,
+                         make_train_step)
 from jaxbp.layers import *  # noqa: F403  (the names of jaxbp.layers.__all__)
 from jaxbp.losses import (
     binary_cross_entropy,
@@ -55,6 +56,7 @@ __all__ = [
     # training
     "FitResult",
     "TrainState",
+    "TrainingDiverged",
     "evaluate",
     "fit",
     "make_train_epoch",
