@@ -83,7 +83,8 @@ def check_input_shape(name: str, input_shape: Any, *, min_rank: int = 1) -> Shap
     if len(shape) < min_rank or any(d <= 0 for d in shape):
         raise ValueError(
             f"{name}: input_shape={shape} is invalid; expected at least {min_rank} positive "
-            f"dimension(s) without the batch axis, e.g. (784,)."
+            f"dimension(s) without the batch axis. Fix: pass the shape of one example, e.g. "
+            f"(784,)."
         )
     return shape
 
@@ -126,8 +127,10 @@ def check_param_shapes(name: str, params: Any, expected: dict[str, tuple]) -> No
     """Checks ``params`` against the shapes the layer was built for, at trace time.
 
     ``expected`` maps each field (in order) to its shape; a size the layer does not fix is
-    given by its name (``"d_in"``). A mismatch names the field, both shapes and the likely
-    cause: the params of another network (``dense(8)`` given the params of a ``dense(5)``).
+    given by its name (``"d_in"``), optionally with an integer multiple (``"3d"``): a name takes
+    its value from the first field that has it, and every later field must agree. A mismatch
+    names the field, both shapes and the likely cause: the params of another network
+    (``dense(8)`` given the params of a ``dense(5)``).
     """
     fields = tuple(expected)
     if not isinstance(params, (tuple, list)) or len(params) != len(fields):
@@ -136,15 +139,43 @@ def check_param_shapes(name: str, params: Any, expected: dict[str, tuple]) -> No
         raise ValueError(
             f"{name}: params must hold ({', '.join(fields)}), got {got}. Fix: pass the params "
             f"this layer's (or network's) init returned.")
+    sizes: dict[str, int] = {}  # named sizes, bound by the first field that has them
     for field, leaf, want in zip(fields, params, expected.values()):
         shape = tuple(getattr(leaf, "shape", ()))
-        fixed = [(s, w) for s, w in zip(shape, want) if not isinstance(w, str)]
-        if len(shape) != len(want) or any(s != w for s, w in fixed):
-            shown = "(" + ", ".join(map(str, want)) + ("," if len(want) == 1 else "") + ")"
+        shown = tuple(_named_size(w, sizes) for w in want)
+        ok = len(shape) == len(want) and all(
+            _bind_size(w, s, sizes) if isinstance(w, str) else s == w
+            for s, w in zip(shape, want))
+        if not ok:
+            text = "(" + ", ".join(map(str, shown)) + ("," if len(want) == 1 else "") + ")"
             raise ValueError(
-                f"{name}: params.{field} has shape {shape}, but this layer expects {shown}. Fix: "
+                f"{name}: params.{field} has shape {shape}, but this layer expects {text}. Fix: "
                 f"pass the params this network's init returned (these look like the params of "
                 f"another network, e.g. other hidden sizes).")
+
+
+def _split_size(size: str) -> tuple[int, str]:
+    """``"3d" -> (3, "d")``; ``"d_in" -> (1, "d_in")``."""
+    digits = len(size) - len(size.lstrip("0123456789"))
+    return int(size[:digits] or 1), size[digits:]
+
+
+def _named_size(size: Any, sizes: dict[str, int]) -> Any:
+    """A shape entry as shown in a message: a bound name is its value, else the name."""
+    if not isinstance(size, str):
+        return size
+    k, base = _split_size(size)
+    return k * sizes[base] if base in sizes else size
+
+
+def _bind_size(size: str, value: int, sizes: dict[str, int]) -> bool:
+    """Whether ``value`` fits the named ``size``, binding the name on its first use."""
+    k, base = _split_size(size)
+    if base not in sizes:
+        if value % k or value < k:
+            return False
+        sizes[base] = value // k
+    return value == k * sizes[base]
 
 
 def check_dy(name: str, dy: Any, expected: Shape) -> None:

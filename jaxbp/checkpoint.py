@@ -22,7 +22,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +137,12 @@ def save(path: str | os.PathLike, tree: Any, *, metadata: dict | None = None) ->
     return atomic_write(path, lambda f: np.savez(f, **arrays), prefix=f".{path.name}.")
 
 
+# What zipfile and NumPy raise on a damaged archive: a flipped flag bit reads as encryption
+# (RuntimeError) or an unsupported feature (NotImplementedError), a flipped method as deflate.
+_UNREADABLE = (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError,
+               RuntimeError, zlib.error, struct.error)
+
+
 def _open(path: Path):
     """The open ``NpzFile`` and its manifest, or a :class:`CheckpointError` saying why not."""
     if not path.is_file():
@@ -150,7 +158,7 @@ def _open(path: Path):
     except KeyError:
         raise CheckpointDamaged(f"{str(path)!r} is an .npz archive but not a jaxbp checkpoint: "
                                 f"it has no {_MANIFEST!r} entry.") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+    except _UNREADABLE as e:
         raise CheckpointDamaged(f"{str(path)!r} is damaged (truncated or corrupted) and cannot "
                                 f"be read: {e}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -271,7 +279,7 @@ def _read_leaf(path: Path, npz, i: int, entry: dict) -> np.ndarray:
     """Leaf ``i`` of an open checkpoint, checked against its manifest ``entry``."""
     try:
         value = npz[f"leaf_{i:05d}"]
-    except (KeyError, zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+    except (KeyError, *_UNREADABLE) as e:
         raise CheckpointDamaged(f"{str(path)!r} is damaged: leaf {entry['path']} cannot be read "
                                 f"({type(e).__name__}: {e}).") from None
     expect = entry["shape"] + ([2] if entry["kind"] == "key" else [])

@@ -23,6 +23,11 @@ def _shape(name: str, arg: str, v) -> tuple[int, ...]:
     if len(shape) < 1:
         raise ValueError(f"{name}: {arg} has shape {tuple(shape)}, but a leading batch axis is "
                          f"expected. Fix: pass a batch, e.g. {arg}[None].")
+    dtype = getattr(v, "dtype", None)
+    if arg == "y_pred" and dtype is not None and not jnp.issubdtype(dtype, jnp.inexact):
+        raise TypeError(f"{name}: y_pred has dtype {dtype}, but the network's output (floating "
+                        f"point) is expected. Fix: pass the prediction, not the labels, or "
+                        f"y_pred.astype(jnp.float32).")
     return tuple(shape)
 
 
@@ -121,7 +126,9 @@ def _targets(name: str, logits, y_true) -> Array:
     """Integer labels ``(batch,)`` become one-hot; ``(batch, k)`` targets pass through."""
     p, t = _shape(name, "y_pred", logits), _shape(name, "y_true", y_true)
     if len(p) != 2:
-        raise ValueError(f"{name}: y_pred (logits) must have shape (batch, classes), got {p}.")
+        raise ValueError(f"{name}: y_pred (logits) must have shape (batch, classes), got {p}. "
+                         f"Fix: end the network with dense(classes), and flatten() before it "
+                         f"for images or sequences.")
     if t == p:
         return y_true
     if t == p[:1]:
@@ -131,9 +138,11 @@ def _targets(name: str, logits, y_true) -> Array:
                 f"must be integer class indices in [0, {p[1]}). Fix: y_true.astype(jnp.int32), "
                 f"or pass one-hot targets of shape {p}.")
         return jax.nn.one_hot(y_true, p[1], dtype=logits.dtype)
+    fix = (f"y_true.reshape({p[0]}) for integer labels" if t == (p[0], 1) else
+           f"integer labels of shape {p[:1]} or one-hot targets of shape {p}")
     raise ValueError(
         f"{name}: y_true has shape {t} but y_pred (logits) has shape {p}; expected integer "
-        f"labels of shape {p[:1]} or one-hot targets of shape {p}.")
+        f"labels of shape {p[:1]} or one-hot targets of shape {p}. Fix: {fix}.")
 
 
 def _log_softmax(z: Array) -> Array:
@@ -178,19 +187,42 @@ def weighted(loss: Loss) -> Loss:
     rows of a ragged or device-split batch are masked.
     """
 
+    name = f"weighted({loss.name})"
+
     def per_example(f, y_pred, y_true):
         return jax.vmap(lambda p, t: f(p[None], t[None]))(y_pred, y_true)
 
     def value(y_pred, y_true_w):
-        y_true, w = y_true_w
+        y_true, w = _targets_and_weights(name, y_pred, y_true_w)
         return jnp.sum(w * per_example(loss.value, y_pred, y_true))
 
     def grad(y_pred, y_true_w):
-        y_true, w = y_true_w
+        y_true, w = _targets_and_weights(name, y_pred, y_true_w)
         g = per_example(loss.grad, y_pred, y_true)[:, 0]
         return g * w.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype)
 
-    return Loss(value, grad, f"weighted({loss.name})")
+    return Loss(value, grad, name)
+
+
+def _targets_and_weights(name: str, y_pred, y_true_w) -> tuple[Array, Array]:
+    """``(y_true, w)`` of a weighted loss, checked: both have ``y_pred``'s batch, ``w: (batch,)``."""
+    if not (isinstance(y_true_w, (tuple, list)) and len(y_true_w) == 2):
+        got = (f"a {type(y_true_w).__name__} of length {len(y_true_w)}"
+               if isinstance(y_true_w, (tuple, list)) else
+               f"an array of shape {tuple(y_true_w.shape)}" if hasattr(y_true_w, "shape") else
+               type(y_true_w).__name__)
+        raise TypeError(f"{name}: y_true must be a pair (y_true, w) with per-example weights "
+                        f"w: (batch,), got {got}. Fix: pass (y_true, jnp.full(batch, 1 / batch)) "
+                        f"for the plain mean, or use the unweighted loss.")
+    y_true, w = y_true_w
+    n = _shape(name, "y_pred", y_pred)[0]
+    t, ws = _shape(name, "y_true", y_true), getattr(w, "shape", None)
+    if t[0] != n or ws is None or tuple(ws) != (n,):
+        raise ValueError(f"{name}: y_true has shape {t} and w has shape "
+                         f"{None if ws is None else tuple(ws)}, but y_pred has {n} examples "
+                         f"(shape {tuple(y_pred.shape)}); both need that leading batch axis, w "
+                         f"exactly ({n},). Fix: one target row and one weight per example.")
+    return y_true, w
 
 
 LOSSES = {

@@ -117,6 +117,20 @@ def _zeros(params):
     return jax.tree_util.tree_map(jnp.zeros_like, params)
 
 
+def _fits(fname: str, grads, state, field: str) -> None:
+    """Raises ``ValueError`` unless ``state.<field>`` (per-parameter) is shaped like ``grads``:
+    an optimizer state made by ``init`` for another network's params. Static: trace time only."""
+    tu = jax.tree_util
+    moments = getattr(state, field)
+    want = [tuple(getattr(m, "shape", ())) for m in tu.tree_leaves(moments)]
+    got = [tuple(getattr(g, "shape", ())) for g in tu.tree_leaves(grads)]
+    if want != got:
+        raise ValueError(
+            f"{fname}: the gradients have leaf shapes {got}, but the optimizer state's "
+            f"{field} (from init) has {want}. Fix: opt_state = optimizer.init(params) for the "
+            f"params being trained (this state looks like another network's).")
+
+
 def _step(lr: Schedule, count, direction):
     """``u = -alpha_count * direction``."""
     alpha = lr(count)
@@ -184,6 +198,7 @@ def momentum(learning_rate: LearningRate, beta: float = 0.9, *,
         return MomentumState(count=_count0(), velocity=_zeros(params))
 
     def update(grads, state, params=None):
+        _fits(fname, grads, state, "velocity")
         v = jax.tree_util.tree_map(lambda g, v: g + beta * v, grads, state.velocity)
         if nesterov:
             direction = jax.tree_util.tree_map(lambda g, v: g + beta * v, grads, v)
@@ -227,6 +242,7 @@ def adagrad(learning_rate: LearningRate, initial_accumulator_value: float = 0.1,
         return AdagradState(count=_count0(), sum_of_squares=s)
 
     def update(grads, state, params=None):
+        _fits("adagrad", grads, state, "sum_of_squares")
         s = jax.tree_util.tree_map(lambda g, s: s + g * g, grads, state.sum_of_squares)
         direction = jax.tree_util.tree_map(
             lambda g, s: jnp.where(s > 0, g / jnp.sqrt(s + eps), 0.0), grads, s)
@@ -261,6 +277,7 @@ def rmsprop(learning_rate: LearningRate, decay: float = 0.9,
         return RmspropState(count=_count0(), nu=_zeros(params))
 
     def update(grads, state, params=None):
+        _fits("rmsprop", grads, state, "nu")
         nu = jax.tree_util.tree_map(lambda g, n: decay * n + (1.0 - decay) * g * g,
                                     grads, state.nu)
         direction = jax.tree_util.tree_map(lambda g, n: g / jnp.sqrt(n + eps), grads, nu)
@@ -301,6 +318,7 @@ def adam(learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999,
         return AdamState(count=_count0(), mu=_zeros(params), nu=_zeros(params))
 
     def update(grads, state, params=None):
+        _fits("adam", grads, state, "mu")
         mu = jax.tree_util.tree_map(lambda g, m: b1 * m + (1.0 - b1) * g, grads, state.mu)
         nu = jax.tree_util.tree_map(lambda g, n: b2 * n + (1.0 - b2) * g * g, grads, state.nu)
         t = _as_float(state.count + 1)

@@ -57,6 +57,43 @@ def _fit(x=X, y=Y, **kw):
     return fit(net, CE, kw.pop("optimizer", SGD), params, x, y, **kw)
 
 
+# Small inputs for the rows of every other layer: NHWC images, (batch, time, features) sequences.
+IMG, SEQ, TOK = jnp.ones((2, 6, 6, 2)), jnp.ones((2, 5, 3)), jnp.zeros((2, 5), jnp.int32)
+
+
+def _params(layer, shape):
+    return layer.init(jax.random.key(0), shape)[0]
+
+
+def _forward(layer, shape, x, params_of=None):
+    """``layer.forward`` on ``x``, with the params of ``params_of`` (another layer) if given."""
+    return layer.forward(_params(params_of or layer, shape), x)
+
+
+def _backward(layer, shape, x, dy_shape, key=None):
+    """``layer.backward`` after a forward on ``x``, given a ``dy`` of ``dy_shape``."""
+    params = _params(layer, shape)
+    return layer.backward(params, layer.forward(params, x, key=key)[1], jnp.ones(dy_shape))
+
+
+def _recurrent_rows(name: str, factory, field: str, width_of_5: int) -> list:
+    """The three rows of a recurrent layer ``factory(4)`` on ``SEQ``: another network's params
+    (``factory(5)``, whose ``field`` is ``(3, width_of_5)``), integer x, dy of the last step."""
+    layer, want = factory(4), width_of_5 * 4 // 5
+    return [
+        Row(f"{name} given the params of another {name} (hidden 5 vs 4)",
+            lambda d: _forward(layer, (5, 3), SEQ, factory(5)), ValueError,
+            rf"{name}\(4\): params\.{field} has shape \(3, {width_of_5}\), but this layer "
+            rf"expects \(d_in, {want}\)"),
+        Row(f"integer sequences into {name}", lambda d: _forward(layer, (5, 3), SEQ.astype(int)),
+            TypeError, rf"{name}\(4\): input x has dtype int\d+, but a floating-point array"),
+        Row(f"dy of the wrong shape into {name}'s backward (the last step only)",
+            lambda d: _backward(layer, (5, 3), SEQ, (2, 4)), ValueError,
+            rf"{name}\(4\): backward got dy of shape \(2, 4\), but forward's output y has "
+            rf"shape \(2, 5, 4\)"),
+    ]
+
+
 def _with(a, index, value):
     a = np.array(a, dtype=float if isinstance(value, float) else a.dtype)
     a[index] = value
@@ -73,6 +110,13 @@ def _saved_run(directory: Path, damaged: str = "") -> None:
     _fit(epochs=2, checkpoint_dir=directory)
     for path in checkpoint.checkpoints(directory)[: {"": 0, "newest": 1, "all": 9}[damaged]]:
         path.write_bytes(path.read_bytes()[:100])  # truncated, as by a full disk
+
+
+def _flag_encrypted(path: Path) -> None:
+    """Sets the 'encrypted' bit of the first entry's zip flags, as one flipped bit would."""
+    blob = bytearray(path.read_bytes())
+    blob[blob.index(b"PK\x01\x02") + 8] |= 1
+    path.write_bytes(bytes(blob))
 
 
 def _cli_run(directory: Path) -> None:
@@ -131,6 +175,110 @@ ROWS = [
             jnp.ones((4, 2)), jnp.ones((4, 3))),
         TypeError, r"the backward of layer 0 \(mine\) of serial\(mine\) returned dparams with "
                    r"structure"),
+    # ---- every other layer: params, dtype and dy, checked at trace time ------------------
+    Row("conv2d given the params of another conv2d (5 vs 4 channels)",
+        lambda d: _forward(bp.conv2d(4, 3), (6, 6, 2), IMG, bp.conv2d(5, 3)), ValueError,
+        r"conv2d\(4, 3\): params\.w has shape \(3, 3, 2, 5\), but this layer expects "
+        r"\(3, 3, c_in, 4\)"),
+    Row("integer images into conv2d",
+        lambda d: _forward(bp.conv2d(4, 3), (6, 6, 2), IMG.astype(int)), TypeError,
+        r"conv2d\(4, 3\): input x has dtype int\d+, but a floating-point array is expected"),
+    Row("dy of the wrong shape into conv2d's backward",
+        lambda d: _backward(bp.conv2d(4, 3, stride=2), (6, 6, 2), IMG, (2, 6, 6, 4)), ValueError,
+        r"conv2d\(4, 3\): backward got dy of shape \(2, 6, 6, 4\), but forward's output y has "
+        r"shape \(2, 3, 3, 4\)"),
+    *_recurrent_rows("rnn", bp.rnn, "w_xh", 5),
+    *_recurrent_rows("lstm", bp.lstm, "w_x", 20),
+    Row("layer_norm params whose gamma and beta come from layers of other widths",
+        lambda d: bp.layer_norm().forward(
+            bp.LayerNormParams(jnp.ones(3), jnp.zeros(4)), SEQ), ValueError,
+        r"layer_norm: params\.beta has shape \(4,\), but this layer expects \(3,\)"),
+    Row("integer x into layer_norm",
+        lambda d: _forward(bp.layer_norm(), (5, 3), SEQ.astype(int)), TypeError,
+        r"layer_norm: input x has dtype int\d+, but a floating-point array"),
+    Row("dy of the wrong shape into layer_norm's backward",
+        lambda d: _backward(bp.layer_norm(), (5, 3), SEQ, (2, 3)), ValueError,
+        r"layer_norm: backward got dy of shape \(2, 3\), but forward's output y has shape "
+        r"\(2, 5, 3\)"),
+    Row("embedding given the table of another vocabulary (12 vs 10 tokens)",
+        lambda d: _forward(bp.embedding(10, 4), (5,), TOK, bp.embedding(12, 4)), ValueError,
+        r"embedding\(10, 4\): params\.table has shape \(12, 4\), but this layer expects "
+        r"\(10, 4\)"),
+    Row("dy of the wrong shape into embedding's backward",
+        lambda d: _backward(bp.embedding(10, 4), (5,), TOK, (2, 4)), ValueError,
+        r"embedding\(10, 4\): backward got dy of shape \(2, 4\), but forward's output y has "
+        r"shape \(2, 5, 4\)"),
+    Row("multi_head_attention(4) given the params of a width-6 attention",
+        lambda d: _forward(bp.multi_head_attention(4), (5, 6), jnp.ones((2, 5, 6)),
+                           bp.multi_head_attention(3)), ValueError,
+        r"multi_head_attention\(4\): params\.w_qkv has shape \(6, 18\), but 4 heads need "
+        r"\(d, 3d\) with the width d divisible by 4"),
+    Row("multi_head_attention params mixed from two widths",
+        lambda d: bp.multi_head_attention(2).forward(
+            _params(bp.multi_head_attention(2), (5, 4))._replace(
+                w_o=jnp.ones((3, 3))), jnp.ones((2, 5, 4))), ValueError,
+        r"multi_head_attention\(2\): params\.w_o has shape \(3, 3\), but this layer expects "
+        r"\(4, 4\)"),
+    Row("integer x into multi_head_attention",
+        lambda d: _forward(bp.multi_head_attention(1), (5, 3), SEQ.astype(int)), TypeError,
+        r"multi_head_attention\(1\): input x has dtype int\d+, but a floating-point array"),
+    Row("dy of the wrong shape into multi_head_attention's backward",
+        lambda d: _backward(bp.multi_head_attention(1), (5, 3), SEQ, (2, 3)), ValueError,
+        r"multi_head_attention\(1\): backward got dy of shape \(2, 3\), but forward's output "
+        r"y has shape \(2, 5, 3\)"),
+    Row("integer x into a residual block",
+        lambda d: _forward(bp.residual(bp.tanh()), (3,), jnp.ones((4, 3), int)), TypeError,
+        r"residual\(tanh\): input x has dtype int\d+, but a floating-point array"),
+    Row("dy of the wrong shape into a residual block's backward",
+        lambda d: _backward(bp.residual(bp.tanh()), (3,), jnp.ones((4, 3)), (4, 1)), ValueError,
+        r"residual\(tanh\): backward got dy of shape \(4, 1\), but forward's output y has "
+        r"shape \(4, 3\)"),
+    Row("dy of the wrong shape into max_pool's backward",
+        lambda d: _backward(bp.max_pool(2), (6, 6, 2), IMG, (2, 6, 6, 2)), ValueError,
+        r"max_pool\(2\): backward got dy of shape \(2, 6, 6, 2\), but forward's output y has "
+        r"shape \(2, 3, 3, 2\)"),
+    Row("dy of the wrong shape into avg_pool's backward",
+        lambda d: _backward(bp.avg_pool(2), (6, 6, 2), IMG, (1, 3, 3, 2)), ValueError,
+        r"avg_pool\(2\): backward got dy of shape \(1, 3, 3, 2\), but forward's output y has "
+        r"shape \(2, 3, 3, 2\)"),
+    Row("dy of the wrong shape into flatten's backward",
+        lambda d: _backward(bp.flatten(), (6, 6, 2), IMG, (2, 36)), ValueError,
+        r"flatten: backward got dy of shape \(2, 36\), but forward's output y has shape "
+        r"\(2, 72\)"),
+    Row("dy of the wrong shape into dropout's backward (evaluation mode)",
+        lambda d: _backward(bp.dropout(0.5), (3,), jnp.ones((4, 3)), (4, 2)), ValueError,
+        r"dropout\(0\.5\): backward got dy of shape \(4, 2\), but forward's output y has "
+        r"shape \(4, 3\)"),
+    Row("dy of the wrong shape into dropout's backward (training)",
+        lambda d: _backward(bp.dropout(0.5), (3,), jnp.ones((4, 3)), (3,), jax.random.key(1)),
+        ValueError, r"dropout\(0\.5\): backward got dy of shape \(3,\), but forward's output "
+                    r"y has shape \(4, 3\)"),
+    Row("dy of the wrong shape into last_step's backward",
+        lambda d: _backward(bp.last_step(), (5, 3), SEQ, (2, 5, 3)), ValueError,
+        r"last_step: backward got dy of shape \(2, 5, 3\), but forward's output y has shape "
+        r"\(2, 3\)"),
+    Row("dy of the wrong shape into softmax's backward",
+        lambda d: _backward(bp.softmax(), (3,), jnp.ones((4, 3)), (4, 1)), ValueError,
+        r"softmax: backward got dy of shape \(4, 1\), but forward's output y has shape "
+        r"\(4, 3\)"),
+    # ---- found by fuzzing (tests/test_fuzz.py) -----------------------------------------
+    Row("a weighted loss given targets without weights",
+        lambda d: bp.weighted(CE).value(jnp.zeros((4, 3)), jnp.zeros((4,), int)), TypeError,
+        r"weighted\(softmax_cross_entropy\): y_true must be a pair \(y_true, w\)"),
+    Row("integer labels passed as the prediction",
+        lambda d: bp.binary_cross_entropy().value(jnp.zeros((4, 1), int), jnp.zeros((4, 1))),
+        TypeError, r"binary_cross_entropy: y_pred has dtype int\d+, but the network's output"),
+    Row("integer images into max_pool",
+        lambda d: bp.max_pool(2).forward((), IMG.astype(int)), TypeError,
+        r"max_pool\(2\): input x has dtype int\d+, but a floating-point array"),
+    Row("an optimizer state made for another network",
+        lambda d: bp.optim.adam(1e-3).update(PARAMS, bp.optim.adam(1e-3).init(OTHER)),
+        ValueError, r"adam: the gradients have leaf shapes \[\(2, 8\), .* but the optimizer "
+                    r"state's mu \(from init\) has \[\(2, 5\)"),
+    Row("a checkpoint with a flipped zip flag (reads as encrypted)",
+        lambda d: checkpoint.load(d / "c.npz", PARAMS), checkpoint.CheckpointDamaged,
+        r"c\.npz' is damaged",
+        lambda d: _flag_encrypted(checkpoint.save(d / "c.npz", PARAMS))),
     # ---- data values, checked once per data set ----------------------------------------
     Row("labels out of range", lambda d: _fit(y=_with(Y, 3, 7)), ValueError,
         r"fit: y holds class labels in \[0, 7\], but the network has 3 outputs"),

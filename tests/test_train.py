@@ -196,6 +196,41 @@ def test_resuming_from_state_counts_epochs_as_totals():
     assert np.isfinite(np.asarray(part.params[0].w)).all()
 
 
+def test_divergence_rebuilds_the_donated_start_of_its_epoch_bit_for_bit(tmp_path):
+    # fit donates each epoch's start state; an epoch that diverges gets it back from the
+    # checkpoint before it, or by running the epochs before it again from the state fit
+    # started from. Both give the same exception, to the bit.
+    from jaxbp.train.diverge import TrainingDiverged
+
+    net = bp.serial(bp.dense(8), bp.relu(), bp.dense(1))
+    x = np.random.default_rng(0).standard_normal((40, 3))
+    params = net.init(jax.random.key(0), (3,))[0]
+    opt = optim.momentum(lambda count: jnp.where(count < 12, 0.01, 1e3), 0.9)
+
+    def diverging(**kw):
+        with pytest.raises(TrainingDiverged, match=r"in epoch 4 at step \d of 5") as info:
+            fit(net, bp.mse(), opt, params, x, 3 * x[:, :1], epochs=6, batch_size=8,
+                progress=False, **kw)
+        return info.value
+
+    fresh = diverging(key=0)
+    first = fit(net, bp.mse(), opt, params, x, 3 * x[:, :1], key=0, epochs=1, batch_size=8,
+                progress=False)
+    given = diverging(state=first.state, history=first.history)
+    saved = diverging(key=0, checkpoint_dir=tmp_path)
+    assert fresh.step == given.step == saved.step and fresh.leaf == given.leaf == saved.leaf
+    assert int(fresh.result.state.step) == 15 + fresh.step - 1
+    def bits(state):
+        return jax.tree_util.tree_leaves(state._replace(key=jax.random.key_data(state.key)))
+
+    for e in (given, saved):
+        for a, b in zip(bits(fresh.result.state), bits(e.result.state)):
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+    leaves = jax.tree_util.tree_leaves((fresh.result.params, fresh.result.opt_state))
+    assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in leaves)
+    assert np.isfinite(np.asarray(first.params[0].w)).all()  # the caller's state survives
+
+
 def test_history_and_progress_bar():
     out = io.StringIO()
     r = _fit(epochs=3, progress=True, stream=out, validation=(X[:10], Y[:10]))

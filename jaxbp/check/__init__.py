@@ -109,8 +109,8 @@ def check_layer(layer: Layer, input_shape=None, *, key=0, params=None, inputs=No
     """
     require_layer("check_layer", layer)
     if inputs is None and input_shape is None:
-        raise ValueError("check_layer: give input_shape (without the batch axis), e.g. (4,), "
-                         "or explicit inputs=.")
+        raise ValueError("check_layer: input_shape=None and no inputs= to check at. Fix: give "
+                         "input_shape (without the batch axis), e.g. (4,), or explicit inputs=.")
     tol = tolerance("check_layer", rtol, fd_rtol, step, fd)
     sizes, draws = _sizes("check_layer", batch_sizes, draws)
     seed, init_key = _seed(key)

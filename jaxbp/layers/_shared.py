@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import jax.numpy as jnp
+
 from jaxbp._core import Array, Shape, check_input_shape
 
 
@@ -43,4 +45,20 @@ def check_array(name: str, x: Any) -> None:
                         f"Fix: pass jnp.asarray(x).")
 
 
-__all__ = ["bias_shape", "check_array", "example_shape", "same_shape_init"]
+def shape_token(x: Array, dtype: Any = None) -> Array:
+    """A zero-size array that remembers ``x``'s shape (batch axis included) for backward.
+
+    Shape ``(*x.shape, 0)``: it holds no values, so a cache that needs only the input's shape
+    costs nothing, and it is a jit-safe pytree leaf, unlike a tuple of ints. ``dtype``
+    (default ``x``'s) can mark what kind of cache it is.
+    """
+    return jnp.zeros((*x.shape, 0), x.dtype if dtype is None else dtype)
+
+
+def token_shape(token: Array) -> Shape:
+    """The shape :func:`shape_token` remembered."""
+    return tuple(token.shape[:-1])
+
+
+__all__ = ["bias_shape", "check_array", "example_shape", "same_shape_init", "shape_token",
+           "token_shape"]

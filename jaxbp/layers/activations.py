@@ -16,7 +16,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxbp._core import Array, Layer, check_dy
+from jaxbp._core import Array, Layer, check_dy, check_float_input
 from jaxbp.layers._shared import check_array, same_shape_init
 
 
@@ -24,7 +24,9 @@ def _elementwise(name: str, f: Callable[[Array], tuple[Array, object]],
                  df: Callable[[object], Array]) -> Layer:
     """Builds a parameter-free elementwise layer.
 
-    ``f(x) -> (y, cache)`` and ``df(cache) -> f'(x)``; backward is ``dx = dy * f'(x)``.
+    ``f(x) -> (y, cache)`` and ``df(cache) -> f'(x)``; backward is ``dx = dy * f'(x)``. The
+    cache is an array shaped like ``y`` (``x`` or ``y``), or a tuple whose first entry is one:
+    backward checks ``dy`` against its shape.
     """
 
     def forward(params, x, *, key=None):
@@ -32,8 +34,8 @@ def _elementwise(name: str, f: Callable[[Array], tuple[Array, object]],
         return f(x)
 
     def backward(params, cache, dy):
-        if hasattr(cache, "shape"):  # the cached x or y has y's shape, as dy must
-            check_dy(name, dy, cache.shape)
+        shaped = cache[0] if isinstance(cache, tuple) else cache  # x or y: y's shape, as dy's
+        check_dy(name, dy, shaped.shape)
         return (), dy * df(cache)
 
     return Layer(same_shape_init(name), forward, backward, name)
@@ -41,7 +43,7 @@ def _elementwise(name: str, f: Callable[[Array], tuple[Array, object]],
 
 def identity() -> Layer:
     """``y = x``; ``dx = dy``."""
-    return _elementwise("identity", lambda x: (x, None), lambda _: 1.0)
+    return _elementwise("identity", lambda x: (x, x), lambda _: 1.0)  # x: dy's shape for backward
 
 
 def sigmoid() -> Layer:
@@ -143,12 +145,15 @@ def softmax() -> Layer:
     name = "softmax"
 
     def forward(params, x, *, key=None):
+        check_array(name, x)
+        check_float_input(name, x)
         z = x - jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))  # exp cannot overflow
         e = jnp.exp(z)
         y = e / jnp.sum(e, axis=-1, keepdims=True)
         return y, y
 
     def backward(params, y, dy):
+        check_dy(name, dy, y.shape)
         return (), y * (dy - jnp.sum(dy * y, axis=-1, keepdims=True))
 
     return Layer(same_shape_init(name), forward, backward, name)

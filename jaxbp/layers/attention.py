@@ -31,7 +31,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxbp._core import Array, Layer
+from jaxbp._core import Array, Layer, check_dy, check_float_input, check_param_shapes
 from jaxbp._validate import fail, positive_int
 from jaxbp.layers._matmul import weight_grad
 from jaxbp.layers._sequence import check_sequence, sequence_shape
@@ -126,8 +126,19 @@ def multi_head_attention(num_heads: int, *, causal: bool = False,
         zeros = jnp.zeros((3 * d,), w_qkv.dtype)
         return AttentionParams(w_qkv, zeros, w_o, zeros[:d]), (t, d)
 
+    # the model width d is the input's, fixed by init: named, and consistent across the fields
+    expected = {"w_qkv": ("d", "3d"), "b_qkv": ("3d",), "w_o": ("d", "d"), "b_o": ("d",)}
+
     def forward(params, x, *, key=None):
+        check_param_shapes(name, params, expected)  # static shapes: trace time only
         w_qkv, b_qkv, w_o, b_o = params
+        if w_qkv.shape[0] % heads:
+            raise ValueError(
+                f"{name}: params.w_qkv has shape {tuple(w_qkv.shape)}, but {heads} heads need "
+                f"(d, 3d) with the width d divisible by {heads}. Fix: pass the params this "
+                f"network's init returned (these look like the params of another network, e.g. "
+                f"another width or number of heads).")
+        check_float_input(name, x)
         _, t, d = check_sequence(name, x, w_qkv.shape[0])
         qkv = x @ w_qkv + bias_shape(b_qkv, 3)
         q, k, v = (_split_heads(qkv[..., i * d:(i + 1) * d], heads) for i in range(3))
@@ -143,6 +154,7 @@ def multi_head_attention(num_heads: int, *, causal: bool = False,
     def backward(params, cache, dy):
         w_qkv, _, w_o, _ = params
         x, q, k, v, p, o = cache
+        check_dy(name, dy, x.shape)
         scale = 1.0 / math.sqrt(q.shape[-1])
         dw_o, db_o = weight_grad(_rows(o), _rows(dy)), jnp.sum(dy, axis=(0, 1))
         do = _split_heads(dy @ w_o.T, heads)                    # (batch, H, T, e)

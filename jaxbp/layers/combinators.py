@@ -17,8 +17,9 @@ one-layer ``serial``, and a slip inside the block is located there.
 
 from __future__ import annotations
 
-from jaxbp._core import Layer, check_input_shape
+from jaxbp._core import Layer, check_dy, check_float_input, check_input_shape
 from jaxbp._validate import require_layer
+from jaxbp.layers._shared import check_array, shape_token, token_shape
 
 
 def residual(block: Layer) -> Layer:
@@ -55,11 +56,20 @@ def residual(block: Layer) -> Layer:
 
     def forward(params, x, *, key=None):
         check_params(params)
+        check_array(name, x)
+        check_float_input(name, x)  # x + block(x) would promote integer data silently
         y, cache = block.forward(params[0], x, key=key)
-        return x + y, cache
+        if tuple(y.shape) != tuple(x.shape):
+            raise ValueError(
+                f"{name}: the block maps x of shape {tuple(x.shape)} to {tuple(y.shape)}, but a "
+                f"residual connection adds its output to its input, so the shapes must match. "
+                f"Fix: pass the params this layer's init returned for this input shape.")
+        return x + y, (cache, shape_token(x))
 
     def backward(params, cache, dy):
         check_params(params)
+        cache, token = cache
+        check_dy(name, dy, token_shape(token))
         dparams, dx_block = block.backward(params[0], cache, dy)
         return (dparams,), dy + dx_block  # x fans out to the identity and the block: sum
 

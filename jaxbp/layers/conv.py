@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxbp._core import Array, Layer
+from jaxbp._core import Array, Layer, check_dy, check_float_input, check_param_shapes
 from jaxbp._validate import positive_int
 from jaxbp.layers._shared import bias_shape
 from jaxbp.layers._windows import (NHWC, Padding, Pads, check_images, check_padding,
@@ -111,17 +111,27 @@ def conv2d(c_out: int, kernel_size, stride=1, padding: Padding = "SAME", *,
         w = w_initializer(key, (*window, shape[2], c_out), dtype)
         return Conv2DParams(w, jnp.zeros((c_out,), w.dtype)), (ho, wo, c_out)
 
+    expected = {"w": (*window, "c_in", c_out), "b": (c_out,)}
+
     def forward(params, x, *, key=None):
+        check_param_shapes(name, params, expected)  # static shapes: trace time only
         w, b = params
+        check_float_input(name, x)
         x_shape = check_images(name, x, w.shape[2], f"w.shape={tuple(w.shape)}")
         pads = resolve_padding(padding, x_shape[1:3], window, strides)
         output_hw(name, x_shape[1:3], window, strides, pads)
-        y = lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=NHWC)
+        dt = jnp.result_type(x, w)  # XLA's convolution takes one dtype: promote as x @ w does
+        y = lax.conv_general_dilated(x.astype(dt), w.astype(dt), strides, pads,
+                                     dimension_numbers=NHWC)
         return y + bias_shape(b, 4), x
 
     def backward(params, x, dy):
         w, _ = params
         pads = resolve_padding(padding, x.shape[1:3], window, strides)
+        check_dy(name, dy, (x.shape[0], *output_hw(name, x.shape[1:3], window, strides, pads),
+                            c_out))
+        dt = jnp.result_type(x, w, dy)
+        x, w, dy = x.astype(dt), w.astype(dt), dy.astype(dt)
         db = jnp.sum(dy, axis=(0, 1, 2))
         dw = conv_kernel_grad(x, dy, window, strides, pads)
         dx = conv_transpose_input(dy, w, x.shape[1:3], strides, pads)

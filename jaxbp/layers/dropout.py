@@ -17,9 +17,9 @@ import numbers
 import jax
 import jax.numpy as jnp
 
-from jaxbp._core import Layer
+from jaxbp._core import Layer, check_dy
 from jaxbp._validate import fail, probability
-from jaxbp.layers._shared import check_array, same_shape_init
+from jaxbp.layers._shared import check_array, same_shape_init, shape_token, token_shape
 
 _DROP_PROB = " — the chance of dropping a unit (not of keeping it)"
 
@@ -52,13 +52,15 @@ def dropout(drop_prob: float) -> Layer:
     def forward(params, x, *, key=None):
         check_array(name, x)
         if key is None:
-            return x, None
+            return x, shape_token(x, bool)  # evaluation: no mask, only y's shape (a bool token)
         keep = jax.random.bernoulli(key, 1.0 - p, x.shape)
         mask = keep.astype(x.dtype) / jnp.asarray(1.0 - p, x.dtype)
         return x * mask, mask
 
     def backward(params, mask, dy):
-        return (), dy if mask is None else dy * mask
+        evaluation = mask.dtype == bool  # the token of evaluation mode; a mask is float
+        check_dy(name, dy, token_shape(mask) if evaluation else mask.shape)
+        return (), dy if evaluation else dy * mask
 
     # jit: an eager call compiles once per shape instead of once per primitive (inlined under
     # an outer jit). Argument checks depend only on static shapes, so they still run.

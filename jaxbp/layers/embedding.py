@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp._core import Array, Layer, check_input_shape, float_dtype
+from jaxbp._core import (Array, Layer, check_dy, check_input_shape, check_param_shapes,
+                         float_dtype)
 from jaxbp._validate import positive_int
 
 
@@ -53,7 +54,10 @@ def embedding(vocab_size: int, d: int, *, scale: float = 1.0, dtype=None) -> Lay
         table = scale * jax.random.normal(key, (vocab, d), float_dtype(dtype))
         return EmbeddingParams(table), (*shape, d)
 
+    expected = {"table": (vocab, d)}
+
     def forward(params, tokens, *, key=None):
+        check_param_shapes(name, params, expected)  # static shapes: trace time only
         dt = getattr(tokens, "dtype", None)
         if dt is None or not jnp.issubdtype(dt, jnp.integer):
             raise TypeError(
@@ -68,6 +72,7 @@ def embedding(vocab_size: int, d: int, *, scale: float = 1.0, dtype=None) -> Lay
         return params.table[tokens], tokens
 
     def backward(params, tokens, dy):
+        check_dy(name, dy, (*tokens.shape, d))
         dtable = jnp.zeros_like(params.table).at[tokens].add(dy)
         return EmbeddingParams(dtable), np.zeros(tokens.shape, jax.dtypes.float0)
 

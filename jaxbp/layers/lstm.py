@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxbp._core import Array, Layer
+from jaxbp._core import Array, Layer, check_dy, check_float_input, check_param_shapes
 from jaxbp._validate import positive_int
 from jaxbp.layers._sequence import (affine_grads, check_sequence, recurrent_weights, shift_right,
                                     time_major)
@@ -91,8 +91,12 @@ def lstm(d_hidden: int, *, w_init: str | Initializer = "glorot_uniform",
         b = jnp.zeros((4 * d_h,), w_x.dtype).at[d_h:2 * d_h].set(forget_bias)
         return LSTMParams(w_x, w_h, b), (t, d_h)
 
+    expected = {"w_x": ("d_in", 4 * d_h), "w_h": (d_h, 4 * d_h), "b": (4 * d_h,)}
+
     def forward(params, x, *, key=None):
+        check_param_shapes(name, params, expected)  # static shapes: trace time only
         w_x, w_h, b = params
+        check_float_input(name, x)
         check_sequence(name, x, w_x.shape[0])
         xw = x @ w_x + bias_shape(b, 3)
 
@@ -115,6 +119,7 @@ def lstm(d_hidden: int, *, w_init: str | Initializer = "glorot_uniform",
     def backward(params, cache, dy):
         w_x, w_h, _ = params
         x, h, c, gates = cache
+        check_dy(name, dy, h.shape)
         c_prev = shift_right(c)
 
         def step(carry, inputs):

@@ -26,7 +26,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxbp._core import Array, Layer, check_input_shape, float_dtype
+from jaxbp._core import (Array, Layer, check_dy, check_float_input, check_input_shape,
+                         check_param_shapes, float_dtype)
 from jaxbp._validate import positive_number
 from jaxbp.layers._shared import bias_shape
 
@@ -68,8 +69,12 @@ def layer_norm(eps: float = 1e-5, *, dtype=None) -> Layer:
         dt = float_dtype(dtype)
         return LayerNormParams(jnp.ones((d,), dt), jnp.zeros((d,), dt)), shape
 
+    expected = {"gamma": ("d",), "beta": ("d",)}
+
     def forward(params, x, *, key=None):
+        check_param_shapes(name, params, expected)  # static shapes: trace time only
         gamma, beta = params
+        check_float_input(name, x)
         shape = getattr(x, "shape", None)
         if shape is None or len(shape) < 2 or shape[-1] != gamma.shape[0]:
             raise ValueError(
@@ -87,6 +92,7 @@ def layer_norm(eps: float = 1e-5, *, dtype=None) -> Layer:
     def backward(params, cache, dy):
         gamma, _ = params
         xhat, r = cache
+        check_dy(name, dy, xhat.shape)
         lead = tuple(range(dy.ndim - 1))
         dgamma = jnp.sum(dy * xhat, axis=lead)
         dbeta = jnp.sum(dy, axis=lead)

@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxbp._core import Layer, check_input, check_input_shape
+from jaxbp._core import Layer, check_dy, check_float_input, check_input, check_input_shape
+from jaxbp.layers._shared import shape_token, token_shape
 from jaxbp.layers._windows import (Padding, check_images, check_padding, conv_transpose_input,
                                    image_shape, output_hw, pair, resolve_padding)
 
@@ -80,6 +81,7 @@ def max_pool(window=2, stride=None, padding: Padding = "VALID") -> Layer:
 
     def forward(params, x, *, key=None):
         shape = check_images(name, x, None)
+        check_float_input(name, x)  # -inf padding and averages need floats
         pads, _ = geometry(shape[1:3])
         dims, strd, full_pads = _window_config(window, strides, pads)
         y = lax.reduce_window(x, -jnp.inf, lax.max, dims, strd, full_pads)
@@ -88,6 +90,7 @@ def max_pool(window=2, stride=None, padding: Padding = "VALID") -> Layer:
     def backward(params, x, dy):
         n, h, w, c = x.shape
         pads, (ho, wo) = geometry((h, w))
+        check_dy(name, dy, (n, ho, wo, c))
         xp = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
         hp, wp = xp.shape[1:3]
         sh, sw = strides
@@ -145,16 +148,18 @@ def avg_pool(window=2, stride=None, padding: Padding = "VALID") -> Layer:
 
     def forward(params, x, *, key=None):
         shape = check_images(name, x, None)
+        check_float_input(name, x)  # -inf padding and averages need floats
         pads, _ = geometry(shape[1:3])
         dims, strd, full_pads = _window_config(window, strides, pads)
         # A Python 0.0 as the init value: JAX differentiates reduce_window only for known monoids.
         total = lax.reduce_window(x, 0.0, lax.add, dims, strd, full_pads)
         y = total / _counts(shape[1:3], window, strides, pads, x.dtype)
-        return y, jnp.zeros((0, *shape[1:]), x.dtype)  # a shape token: backward needs no values
+        return y, shape_token(x)  # backward needs x's shape, not its values
 
     def backward(params, token, dy):
-        h, w, c = token.shape[1:]
-        pads, _ = geometry((h, w))
+        n, h, w, c = token_shape(token)
+        pads, (ho, wo) = geometry((h, w))
+        check_dy(name, dy, (n, ho, wo, c))
         g = dy / _counts((h, w), window, strides, pads, dy.dtype)
         ones = jnp.ones((*window, 1, c), dy.dtype)   # depthwise: one window sum per channel
         return (), conv_transpose_input(g, ones, (h, w), strides, pads, groups=c)
@@ -176,10 +181,12 @@ def flatten() -> Layer:
         shape = getattr(x, "shape", None)
         if shape is None or len(shape) < 1:
             check_input(name, x, ("...",))
-        # Keep a zero-size array of the example shape: jit-safe, unlike a tuple of ints.
-        return x.reshape(x.shape[0], -1), jnp.zeros((0, *x.shape[1:]), x.dtype)
+        # the size, not -1: an empty batch has no size to divide by
+        return x.reshape(x.shape[0], math.prod(x.shape[1:])), shape_token(x)
 
     def backward(params, token, dy):
-        return (), dy.reshape(dy.shape[0], *token.shape[1:])
+        shape = token_shape(token)
+        check_dy(name, dy, (shape[0], math.prod(shape[1:])))
+        return (), dy.reshape(shape)
 
     return Layer(init, forward, backward, name)

@@ -28,10 +28,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxbp._core import Array, Layer, check_input_shape
+from jaxbp._core import (Array, Layer, check_dy, check_float_input, check_input_shape,
+                         check_param_shapes)
 from jaxbp._validate import positive_int
 from jaxbp.layers._sequence import affine_grads, check_sequence, recurrent_weights, time_major
-from jaxbp.layers._shared import bias_shape
+from jaxbp.layers._shared import bias_shape, shape_token, token_shape
 from jaxbp.layers.initializers import Initializer
 
 
@@ -82,8 +83,12 @@ def rnn(d_hidden: int, *, w_init: str | Initializer = "glorot_uniform",
         t, w_xh, w_hh = draw(key, input_shape)
         return RNNParams(w_xh, w_hh, jnp.zeros((d_h,), w_xh.dtype)), (t, d_h)
 
+    expected = {"w_xh": ("d_in", d_h), "w_hh": (d_h, d_h), "b_h": (d_h,)}
+
     def forward(params, x, *, key=None):
+        check_param_shapes(name, params, expected)  # static shapes: trace time only
         w_xh, w_hh, b_h = params
+        check_float_input(name, x)
         check_sequence(name, x, w_xh.shape[0])
         xw = x @ w_xh + bias_shape(b_h, 3)   # the input's share of every step at once
 
@@ -99,6 +104,7 @@ def rnn(d_hidden: int, *, w_init: str | Initializer = "glorot_uniform",
     def backward(params, cache, dy):
         w_xh, w_hh, _ = params
         x, h = cache
+        check_dy(name, dy, h.shape)
 
         def step(dz_next, inputs):
             dy_t, h_t = inputs
@@ -133,10 +139,12 @@ def last_step() -> Layer:
             raise ValueError(
                 f"{name}: input x has shape {shape}, but (batch, time, ...) is expected. Fix: "
                 f"put last_step() after a recurrent layer that returns every step.")
-        return x[:, -1], jnp.zeros((0, *x.shape[1:]), x.dtype)  # zero-size shape token
+        return x[:, -1], shape_token(x)
 
     def backward(params, token, dy):
-        t = token.shape[1]
+        shape = token_shape(token)
+        check_dy(name, dy, (shape[0], *shape[2:]))
+        t = shape[1]
         zeros = jnp.zeros((dy.shape[0], t - 1, *dy.shape[1:]), dy.dtype)
         return (), jnp.concatenate([zeros, dy[:, None]], axis=1)
 

@@ -2,18 +2,26 @@
 
 The compiled epoch itself is unchanged but for one finiteness reduction over the parameters and
 optimizer state at its end (a non-finite step leaves them non-finite for the rest of the
-epoch); with the mean objective, read on the host once per epoch, that is the whole check. Only
-an epoch that ends non-finite is run again, from the state it started from, by a guarded
-program (``epoch.replay_program``) that stops updating at the first non-finite step and says
-which: this module turns its answer into a :class:`TrainingDiverged` naming the epoch, the step
-and the first parameter leaf that went non-finite, and carrying the last finite parameters.
+epoch: every update is added to them); with the mean objective, read on the host once per
+epoch, that is the whole check, and the epoch still donates its state. Only an epoch that ends
+non-finite costs more: its start state, donated, is rebuilt (:func:`epoch_start`: the
+checkpoint of the epoch before, or the state fit started from, run forward again through the
+same compiled epochs, which is bit-identical) and run again by a guarded program
+(``epoch.replay_program``) that stops updating at the first non-finite step and says which:
+this module turns its answer into a :class:`TrainingDiverged` naming the epoch, the step and
+the first parameter leaf that went non-finite, and carrying the last finite parameters.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable
+
 import jax
 import numpy as np
 
+from jaxbp.checkpoint import CheckpointError
+from jaxbp.train import runs
 from jaxbp.train.epoch import EpochConfig, replay_program
 from jaxbp.train.state import FitResult, TrainState
 
@@ -53,6 +61,26 @@ def _culprit(params, flags: np.ndarray) -> str:
     return "the optimizer state"
 
 
+def epoch_start(epoch: int, saved: Path | None, template: TrainState,
+                origin: Callable[[], TrainState],
+                run_epoch: Callable[[TrainState], TrainState]) -> TrainState:
+    """The state epoch ``epoch`` started from, which fit donated to it: read from ``saved``
+    when that is the checkpoint of epoch ``epoch - 1`` (into the structure of ``template``),
+    else ``origin()`` (a fresh copy of the state fit started from) advanced by ``run_epoch``
+    to the end of epoch ``epoch - 1``: the same compiled epochs on the same inputs, hence the
+    same state bit for bit on the same devices."""
+    if saved is not None:
+        try:
+            if runs.saved_epoch(saved) == epoch - 1:
+                return runs.restore(saved, template)[0]
+        except (OSError, CheckpointError):  # removed or damaged since: run forward instead
+            pass
+    state = origin()
+    for _ in range(int(state.epoch), epoch - 1):
+        state = run_epoch(state)
+    return state
+
+
 def diverged(start: TrainState, x, y, cfg: EpochConfig, epoch: int, history: dict,
              where: str = "fit") -> TrainingDiverged:
     """The error for ``epoch``, which started from ``start`` and ended non-finite."""
@@ -77,4 +105,4 @@ def diverged(start: TrainState, x, y, cfg: EpochConfig, epoch: int, history: dic
     return TrainingDiverged(message, result=result, epoch=epoch, step=step, leaf=what)
 
 
-__all__ = ["TrainingDiverged", "diverged"]
+__all__ = ["TrainingDiverged", "diverged", "epoch_start"]

@@ -18,7 +18,7 @@ from jaxbp._core import Layer, Loss, Params, PRNGKey
 from jaxbp._validate import int_at_least, non_negative, require_optimizer
 from jaxbp.gradients import backprop, check_net_and_loss, gradient_source
 from jaxbp.train import runs
-from jaxbp.train.diverge import diverged
+from jaxbp.train.diverge import diverged, epoch_start
 from jaxbp.train.epoch import EpochConfig, epoch_options, epoch_program
 from jaxbp.train.metrics import (Accuracy, accuracy_fn, as_inputs, check_values, check_xy,
                                  metrics_of)
@@ -104,11 +104,27 @@ def _data(plan: _Plan, state: TrainState, x, y, validation):
         validation = check_xy("fit validation", *validation)
         check_values("fit validation", plan.cfg.net, state.params, *validation)
         validation = as_inputs(state.params, *validation)
+    state = _place(plan, state)
     if plan.cfg.mesh is not None:  # every device holds the data; each step shards its batch
-        state, x, y, validation = parallel.put((state, x, y, validation),
-                                               parallel.replicated(plan.cfg.mesh))
+        x, y, validation = parallel.put((x, y, validation), parallel.replicated(plan.cfg.mesh))
     splits = [("train", (x, y))] + ([("val", validation)] if validation is not None else [])
     return state, x, y, splits
+
+
+def _place(plan: _Plan, state: TrainState) -> TrainState:
+    """``state`` on the devices that train: replicated over the mesh, if any."""
+    if plan.cfg.mesh is None:
+        return state
+    return parallel.put(state, parallel.replicated(plan.cfg.mesh))
+
+
+def _rebuilt_start(plan: _Plan, epoch: int, saved, state: TrainState, run_epoch, x, y,
+                   origin) -> TrainState:
+    """The state epoch ``epoch`` started from (donated to it), on the training devices: from
+    the checkpoint ``saved`` if that is epoch ``epoch - 1``'s, else ``origin()`` (the state
+    this call started from) run forward (see :func:`jaxbp.train.diverge.epoch_start`)."""
+    return _place(plan, epoch_start(epoch, saved, state, lambda: _place(plan, origin()),
+                                    lambda s: run_epoch(s, x, y, cfg=plan.cfg)[0]))
 
 
 def _record(epoch: int, state: TrainState, objective, splits, plan: _Plan, t0: float) -> dict:
@@ -180,7 +196,10 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
       TrainingDiverged: the loss, a gradient or a parameter turned non-finite (nan or inf); the
         message names the epoch, the step and the first parameter leaf that did, and its
         ``.result`` holds the last finite parameters. No checkpoint of non-finite values is
-        written. (Checked once per epoch, see ``docs/training.md``.)
+        written. (Checked once per epoch; to find the step, the epoch is run again from its
+        start state, which was donated: read back from ``checkpoint_dir`` when that holds
+        it, else rebuilt by running this call's earlier epochs again. See
+        ``docs/training.md``.)
 
     Returns:
       A :class:`FitResult` ``(params, opt_state, history, state, best_epoch)``. ``history`` has
@@ -196,21 +215,24 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
     if plan.epochs == 0 and state is None and plan.resume_from is None:
         raise ValueError("fit: epochs=0 trains nothing on a fresh run (epochs counts the "
                          "total, state.epoch included). Fix: e.g. epochs=100.")
+    given = state
     state, history, best = _start(plan, params, key, state, history)
     state, x, y, splits = _data(plan, state, x, y, validation)
     monitor = monitored(validation)
     start = int(state.epoch)
     bar = progress_bar(progress, stream, plan.epochs, start)
     run_epoch, t0 = None, time.perf_counter()
+    saved = plan.resume_from  # a checkpoint of the state the next epoch starts from, if any
     for epoch in range(start + 1, plan.epochs + 1):
         if run_epoch is None:
             run_epoch = epoch_program(epoch_options(plan.compiler_options, state, x, y, plan.cfg))
-        start_state = state  # not donated: kept to replay an epoch that diverges
-        state, objective = run_epoch(state, x, y, cfg=plan.cfg)
+        state, objective = run_epoch(state, x, y, cfg=plan.cfg)  # the old state is donated
         if not math.isfinite(float(objective)):  # nan too if the state ended non-finite
             if bar is not None:
                 bar.close()
-            raise diverged(start_state, x, y, plan.cfg, epoch, history)
+            begin = _rebuilt_start(plan, epoch, saved, state, run_epoch, x, y,
+                                   lambda: _start(plan, params, key, given, None)[0])
+            raise diverged(begin, x, y, plan.cfg, epoch, history)
         record = _record(epoch, state, objective, splits, plan, t0)
         for k, v in record.items():
             history.setdefault(k, []).append(v)
@@ -219,7 +241,7 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
         if best is not None:
             best = after_epoch(best, record[monitor], epoch, state, plan.min_delta)
         if plan.checkpoint_dir is not None:
-            runs.save(plan.checkpoint_dir, state, history, best, plan.keep)
+            saved = runs.save(plan.checkpoint_dir, state, history, best, plan.keep)
         if callback is not None:
             callback(state, record)
         if best is not None and best.wait >= plan.patience:

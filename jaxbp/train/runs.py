@@ -90,10 +90,12 @@ def saved_epoch(path: str | os.PathLike) -> int:
     return checkpoint.read_manifest(path)["metadata"]["history"]["epoch"][-1]
 
 
-def save(directory, state: TrainState, history: dict, best: Best | None, keep: int) -> None:
-    """Saves ``state``, ``history`` and early stopping's ``best`` as the state's epoch."""
+def save(directory, state: TrainState, history: dict, best: Best | None,
+         keep: int) -> Path | None:
+    """Saves ``state``, ``history`` and early stopping's ``best`` as the state's epoch; the
+    file written (``None`` on processes other than the first, which write nothing)."""
     if jax.process_index() != 0:  # one writer; data-parallel state is replicated everywhere
-        return
+        return None
     for path, leaf in jax.tree_util.tree_leaves_with_path((state.params, state.opt_state)):
         value = np.asarray(jax.device_get(leaf)) if hasattr(leaf, "dtype") else None
         if value is not None and np.issubdtype(value.dtype, np.inexact) \
@@ -105,7 +107,7 @@ def save(directory, state: TrainState, history: dict, best: Best | None, keep: i
     if best is not None and best.epoch is not None:
         tree["best"] = {"params": best.params, "opt_state": best.opt_state}
         meta.update(best_value=best.value, best_epoch=best.epoch, wait=best.wait)
-    checkpoint.save_step(directory, int(state.epoch), tree, metadata=meta, keep=keep)
+    return checkpoint.save_step(directory, int(state.epoch), tree, metadata=meta, keep=keep)
 
 
 def restore(path, template: TrainState) -> tuple[TrainState, dict, Best | None]:
