@@ -236,7 +236,12 @@ def serial(*layers: Layer) -> Layer:
         msg = str(e)
         if msg.startswith(names[i] + ": "):  # the layer already named itself; say where it sits
             msg = msg[len(names[i]) + 2:]
-        raise type(e)(f"serial layer {i} ({names[i]}): {msg}") from None
+        try:
+            located = type(e)(f"serial layer {i} ({names[i]}): {msg}")
+        except Exception:  # an exception class whose constructor takes no message: keep it
+            e.add_note(f"(raised by serial layer {i}, {names[i]})")
+            raise e from None
+        raise located from None
 
     def init(key, input_shape):
         shape = check_input_shape("serial", input_shape)

@@ -117,9 +117,9 @@ def in_params_dtype(grads: Params, params: Params) -> Params:
         and g.dtype != p.dtype else g, grads, params)
 
 
-def _validate(net: Layer, loss: Loss, l1, l2) -> tuple[float, float]:
-    check_net_and_loss(net, loss)
-    return non_negative("", "l1", l1, "l1=1e-4"), non_negative("", "l2", l2, "l2=1e-4")
+def _validate(where: str, net: Layer, loss: Loss, l1, l2) -> tuple[float, float]:
+    check_net_and_loss(net, loss, where)
+    return (non_negative(where, "l1", l1, "l1=1e-4"), non_negative(where, "l2", l2, "l2=1e-4"))
 
 
 def backprop(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
@@ -154,7 +154,7 @@ def backprop(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
       >>> grads[0].w.shape
       (2, 4)
     """
-    l1, l2 = _validate(net, loss, l1, l2)
+    l1, l2 = _validate("backprop", net, loss, l1, l2)
 
     def value_and_grad(params, x, y, *, key=None):
         check_batch("backprop", x, y)
@@ -174,7 +174,7 @@ def backprop(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
 def objective(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
               regularize=None) -> Callable[..., Array]:
     """The scalar objective ``J(params, x, y, *, key=None)`` that :func:`autodiff` differentiates."""
-    l1, l2 = _validate(net, loss, l1, l2)
+    l1, l2 = _validate("objective", net, loss, l1, l2)
 
     def j(params, x, y, *, key=None):
         value = loss.value(net.forward(params, x, key=key)[0], y)

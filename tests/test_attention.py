@@ -173,3 +173,24 @@ def test_derivation_page_links_and_cited_tests_exist():
         assert (page.parent / target).exists(), f"broken link {target}"
     for name in set(re.findall(r"::(test_\w+)", text)):
         assert f"def {name}(" in pathlib.Path(__file__).read_text(), f"cites missing {name}"
+
+
+def test_a_residual_network_is_checked_at_its_own_prediction():
+    """The loss is checked at x + block(x), not at the block's output; a slipped block inside a
+    top-level residual is located, with dropout's mask the same in every witness."""
+    slipped = bp.tanh()._replace(backward=lambda p, y, dy: ((), dy))
+    net = bp.residual(bp.serial(bp.dense(3), bp.dropout(0.3), slipped))
+    params, _ = net.init(jax.random.key(0), (3,))
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((4, 3)))
+    report = bp.check_gradients(net, bp.mse(), params, x, jnp.zeros((4, 3)),
+                                key=jax.random.key(1))
+    assert not report.ok
+    assert report.location.endswith("layer 2 (tanh): dx wrong"), report
+
+
+def test_fit_names_a_bad_min_delta():
+    net = bp.serial(bp.dense(1))
+    params, _ = net.init(jax.random.key(0), (2,))
+    with pytest.raises(ValueError, match=r"fit: min_delta=nan must be a non-negative number"):
+        bp.fit(net, bp.mse(), bp.optim.sgd(0.1), params, np.ones((4, 2)), np.zeros((4, 1)),
+               key=0, epochs=1, patience=2, min_delta=float("nan"))

@@ -14,7 +14,7 @@ For a layer the checked scalar is ``f(params, x) = Σ forward(params, x) · dy``
 cotangent ``dy``, so ``∇f = (dparams, dx)``, exactly what ``backward(params, cache, dy)`` returns.
 For a network it is the training objective ``J(params)`` of ``bp.objective``.
 
-Each leaf gets a verdict in words (see :mod:`jaxbp.check.report`); a failing network is
+Each leaf gets a verdict in words (see :mod:`jaxbp.check.verdicts`); a failing network is
 localised to the first layer, in backward order, whose own ``dx`` or ``dparams`` is wrong; each
 failing leaf gets a hint naming the likely slip (:mod:`jaxbp.check.diagnose`). This module draws
 the points and merges their reports; one point is checked by :mod:`jaxbp.check.point`, a failure

@@ -1,9 +1,10 @@
 """Localisation: where, in backward order, a wrong gradient first appears.
 
 A failing network is walked as backprop walks it: first the loss (``loss.grad`` at the actual
-prediction), then each sublayer of a ``serial`` from the last to the first, each checked on its
+prediction), then each sublayer of a combinator from the last to the first, each checked on its
 own at its actual input and with the autodiff cotangent that reaches it. The first that fails is
-the location; nested ``serial``s are followed.
+the location; nested combinators are followed. The walk assumes the sublayers are chained, as in
+``serial`` (and in ``residual``, whose one block sees ``x`` and the cotangent ``dy``).
 """
 
 from __future__ import annotations
@@ -68,10 +69,8 @@ def locate_in_network(net: Layer, loss, params, x, y, key, tol: Tolerance,
                       penalised: bool) -> Location:
     """Where a network's gradient first goes wrong: the loss, a layer, the penalty, or how the
     parts are combined."""
-    if net.sublayers:
-        y_pred = sublayer_inputs(net)(params, x, split_key(key, len(net.sublayers)))[-1]
-    else:
-        y_pred = jax.jit(lambda p, x: net.forward(p, x, key=key)[0])(params, x)
+    # The network's own forward: a combinator need not chain its sublayers (residual adds x).
+    y_pred = jax.jit(lambda p, x: net.forward(p, x, key=key)[0])(params, x)
     rep, g = loss_report_and_grad(loss, y_pred, y, tol=tol)
     if not rep.ok:
         return rep.location, rep

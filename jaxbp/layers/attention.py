@@ -20,7 +20,7 @@ Backward, given ``dy: (batch, T, d)``, each line the chain rule through one line
     dw_qkv = x^T [dq | dk | dv],  db_qkv = sum [dq | dk | dv],  dx = [dq | dk | dv] w_qkv^T
 
 A masked score has ``P = 0``, so ``dS = 0`` there: the mask needs no term of its own in the
-backward. ``docs/derivations-conv-rnn.md`` derives each line.
+backward. ``docs/derivations-attention.md`` derives each line.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ one-layer ``serial``, and a slip inside the block is located there.
 
 from __future__ import annotations
 
-from jaxbp._core import Layer, check_dy, check_float_input, check_input_shape
+from jaxbp._core import Layer, check_dy, check_float_input, check_input_shape, split_key
 from jaxbp._validate import require_layer
 from jaxbp.layers._shared import check_array, shape_token, token_shape
 
@@ -58,7 +58,8 @@ def residual(block: Layer) -> Layer:
         check_params(params)
         check_array(name, x)
         check_float_input(name, x)  # x + block(x) would promote integer data silently
-        y, cache = block.forward(params[0], x, key=key)
+        # The key as serial hands it to its one sublayer, so the checker's walk sees the same mask.
+        y, cache = block.forward(params[0], x, key=split_key(key, 1)[0])
         if tuple(y.shape) != tuple(x.shape):
             raise ValueError(
                 f"{name}: the block maps x of shape {tuple(x.shape)} to {tuple(y.shape)}, but a "

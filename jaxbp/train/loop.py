@@ -70,6 +70,7 @@ def _plan(net, loss, optimizer, *, epochs, batch_size, grad, l1, l2, regularize,
         raise TypeError(f"fit: regularize={regularize!r:.80} is not hashable; pass None, a "
                         f"function leaf -> bool, or a pytree of bools built from tuples and "
                         f"NamedTuples (not lists or dicts).") from None
+    min_delta = non_negative("fit", "min_delta", min_delta, "min_delta=1e-4")
     return _Plan(cfg, epochs, acc, options, patience, min_delta, checkpoint_dir,
                  keep_checkpoints, found)
 
