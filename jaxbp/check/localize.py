@@ -35,6 +35,12 @@ def sublayer_inputs(layer: Layer):
     return run
 
 
+@cache(maxsize=64)
+def network_output(net: Layer):
+    """Jitted: ``net``'s own prediction at ``(params, x, key)``, compiled once per network."""
+    return jax.jit(lambda params, x, key: net.forward(params, x, key=key)[0])
+
+
 def first_wrong_sublayer(layer: Layer, params, x, dy, key, tol: Tolerance,
                          trail: str = "") -> Location | None:
     """The first sublayer, in backward order, whose own backward fails at its actual input."""
@@ -70,7 +76,7 @@ def locate_in_network(net: Layer, loss, params, x, y, key, tol: Tolerance,
     """Where a network's gradient first goes wrong: the loss, a layer, the penalty, or how the
     parts are combined."""
     # The network's own forward: a combinator need not chain its sublayers (residual adds x).
-    y_pred = jax.jit(lambda p, x: net.forward(p, x, key=key)[0])(params, x)
+    y_pred = network_output(net)(params, x, key)
     rep, g = loss_report_and_grad(loss, y_pred, y, tol=tol)
     if not rep.ok:
         return rep.location, rep
@@ -90,4 +96,4 @@ def locate_in_network(net: Layer, loss, params, x, y, key, tol: Tolerance,
 
 
 __all__ = ["Location", "first_wrong_sublayer", "locate_in_network", "locate_layer",
-           "sublayer_inputs"]
+           "network_output", "sublayer_inputs"]
