@@ -40,7 +40,8 @@ def slip(net, where: int, kind: str):
 
     def backward(params, cache, dy):
         dparams, dx = layer.backward(params, cache, dy)
-        dw = dparams.w.at[3, 5].multiply(1.5) if kind == "element" else dparams.w.at[7].multiply(-1.0)
+        dw = (dparams.w.at[3, 5].multiply(1.5) if kind == "element"
+              else dparams.w.at[7].multiply(-1.0))
         return dparams._replace(w=dw), dx
 
     subs = list(net.sublayers)

@@ -52,7 +52,8 @@ class Config(NamedTuple):
                     f"flatten, dense(10); softmax CE, batch {self.batch}")
         loss = "MSE" if self.loss == "mse" else "softmax CE"
         head = " + sigmoid out" if self.loss == "mse" else ""
-        return f"{'-'.join(map(str, self.sizes))} {self.activation}{head}, {loss}, batch {self.batch}"
+        sizes = "-".join(map(str, self.sizes))
+        return f"{sizes} {self.activation}{head}, {loss}, batch {self.batch}"
 
 
 CONFIGS: dict[str, Config] = {

@@ -50,7 +50,8 @@ def main(repeats: int = 5) -> None:
     xs, ys = make_data(config)
     originals = conv.conv_kernel_grad, conv.conv_transpose_input
     runners = {}
-    for label, fns in (("as is", originals), ("NHWC/HWIO", (kernel_grad_nhwc, transpose_input_nhwc))):
+    nhwc = kernel_grad_nhwc, transpose_input_nhwc
+    for label, fns in (("as is", originals), ("NHWC/HWIO", nhwc)):
         conv.conv_kernel_grad, conv.conv_transpose_input = fns
         if label != "as is":
             with jax.enable_x64(True):

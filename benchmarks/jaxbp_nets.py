@@ -8,7 +8,8 @@ one optimizer (hand-written SGD, ``optax.sgd``, ``optax.adam``) times one driver
   (``bp.make_train_epoch``).
 
 Both are the library's own compiled functions, with ``compiler_options="auto"`` (per-step speed
-over compile time, see ``jaxbp/_compile.py``), and both donate the parameter and optimizer-state buffers, so XLA updates them in place.
+over compile time, see ``jaxbp/_compile.py``), and both donate the parameter and optimizer-state
+buffers, so XLA updates them in place.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def init_params(config: Config, dtype=jnp.float32, seed: int = 0):
 
 def param_arrays(params) -> list[tuple[np.ndarray, np.ndarray]]:
     """The ``(w, b)`` of every dense or conv layer as NumPy arrays, in order, in jaxbp's layout
-    (dense ``w: (d_in, d_out)``, conv ``w: (kh, kw, c_in, c_out)``); parameter-free layers skipped."""
+    (dense ``w: (d_in, d_out)``, conv ``w: (kh, kw, c_in, c_out)``); parameter-free layers
+    skipped."""
     return [(np.asarray(p.w), np.asarray(p.b)) for p in params if hasattr(p, "w")]
 
 

@@ -26,7 +26,7 @@ def machine_facts(use_torch: bool) -> dict[str, str]:
     except (OSError, StopIteration):
         pass
     facts = {
-        "date (UTC)": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "date (UTC)": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M"),
         "CPU": f"{cpu}, {os.cpu_count()} logical cores",
         "OS": f"{platform.system()} {platform.release()}",
         "Python": platform.python_version(),

@@ -68,7 +68,8 @@ def pool_backward(first, dy):
 
 
 class NumpyCNN(NumpyMLP):
-    """conv-relu-pool, conv-relu-pool, flatten, dense; ``params = [(w1, b1), (w2, b2), (w3, b3)]``."""
+    """conv-relu-pool, conv-relu-pool, flatten, dense;
+    ``params = [(w1, b1), (w2, b2), (w3, b3)]``."""
 
     def loss_and_grads(self, x, y):
         (w1, b1), (w2, b2), (w3, b3) = self.params

@@ -57,8 +57,8 @@ def compile_table(results: dict) -> str:
     for label in labels:
         cells = ["{:.2f} ({:.2f})".format(*results[c]["compile"][label])
                  if label in results[c]["compile"] else "—" for c in configs]
-        lines.append(f"| {label.replace(', loop', ' (one step)').replace(', scan', ' (scanned epoch)')}"
-                     f" | " + " | ".join(cells) + " |")
+        name = label.replace(", loop", " (one step)").replace(", scan", " (scanned epoch)")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -177,12 +177,17 @@ def render(run: dict) -> str:
     from benchmarks.check import Agreement
     from benchmarks.configs import CONFIGS
 
-    return markdown(
+    text = markdown(
         facts=run["facts"], command=run["command"],
         configs=[CONFIGS[name] for name in run["configs"]], skipped=run["skipped"],
         agreements=[Agreement(*a) for a in run["agreements"]], results=run["results"],
         repeats=run["repeats"], min_time=run["min_time"],
         targets=targets(run["results"], run["fit_compiles"]))
+    if run.get("transformer"):  # benchmarks/transformer.py: its own section, its own targets
+        from benchmarks import transformer
+
+        text += "\n" + transformer.markdown(run["transformer"])
+    return text
 
 
 def markdown(*, facts, command, configs, skipped, agreements, results, repeats, min_time,

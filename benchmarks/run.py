@@ -31,8 +31,9 @@ _OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
-    p.add_argument("--configs", default="xor,digits,mnist-shaped,large,digits-cnn",
-                   help="comma-separated configurations (default: all)")
+    p.add_argument("--configs", default="xor,digits,mnist-shaped,large,digits-cnn,transformer",
+                   help="comma-separated configurations (default: all; transformer: "
+                        "benchmarks/transformer.py)")
     p.add_argument("--repeats", type=int, default=7, help="timed samples per implementation")
     p.add_argument("--min-time", type=float, default=0.25,
                    help="seconds each sample lasts at least (epochs are repeated to reach it)")
@@ -74,10 +75,13 @@ def main(argv=None) -> int:
         _reexec_without_openblas_pins(args)
 
     from benchmarks import check, configs, jaxbp_nets, report, torch_nets
+    from benchmarks import transformer
 
     use_torch = not args.no_torch and torch_nets.available()
     chosen, skipped = [], {}
-    for name in [n.strip() for n in args.configs.split(",") if n.strip()]:
+    names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    with_transformer = transformer.NAME in names
+    for name in [n for n in names if n != transformer.NAME]:
         if name not in configs.CONFIGS:
             raise SystemExit(f"--configs: unknown configuration {name!r}; expected some of "
                              f"{', '.join(configs.CONFIGS)}.")
@@ -93,6 +97,8 @@ def main(argv=None) -> int:
         load_before = " ".join(f.read().split()[:3])
     print("checking that every implementation computes the same numbers ...", flush=True)
     agreements = [a for c in chosen for a in check.check_config(c, use_torch=use_torch)]
+    if with_transformer:
+        agreements += transformer.check(use_torch=use_torch)
     print(check.format_agreements(agreements))
     bad = [a for a in agreements if not a.ok]
     if bad:
@@ -108,6 +114,11 @@ def main(argv=None) -> int:
                            use_torch=use_torch, agreements=agreements, skipped=skipped,
                            load_before=load_before,
                            command=" ".join(["python -m benchmarks.run", *sys.argv[1:]]))
+    if with_transformer:
+        print(f"timing {transformer.NAME} ...", flush=True)
+        data[transformer.NAME] = transformer.measure(repeats=args.repeats,
+                                                     min_time=args.min_time, use_torch=use_torch)
+        print(transformer.markdown(data[transformer.NAME]), flush=True)
     with open(args.save, "w") as f:
         json.dump(data, f, indent=1)
     print(f"saved the measurements to {args.save}")

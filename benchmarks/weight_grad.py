@@ -56,8 +56,8 @@ def main() -> int:
         n = max(2, min(50, int(2e8 / (2 * batch * d_in * d_out))))
         xs = jnp.asarray(rng.uniform(size=(n, batch, d_in)).astype(np.float32))
         dys = jnp.asarray(rng.uniform(size=(n, batch, d_out)).astype(np.float32))
-        fns = {name: jax.jit(lambda xs, dys, f=f: jax.lax.scan(
-            lambda c, xd: (c + f(*xd), None), jnp.zeros((d_in, d_out), jnp.float32),
+        fns = {name: jax.jit(lambda xs, dys, f=f, shape=(d_in, d_out): jax.lax.scan(
+            lambda c, xd: (c + f(*xd), None), jnp.zeros(shape, jnp.float32),
             (xs, dys))[0]) for name, f in FORMS.items()}
         samples = {name: [] for name in fns}
         for _ in range(7):
@@ -72,8 +72,8 @@ def main() -> int:
         med = {name: statistics.median(v) for name, v in samples.items()}
         best = min(med, key=med.get)
         cells = " | ".join(f"{med[name]:,.2f}" for name in FORMS)
-        print(f"| {batch} × {d_in} × {d_out} | {cells} | {best} | {dense.weight_grad_form(batch, d_in, d_out)} |",
-              flush=True)
+        form = dense.weight_grad_form(batch, d_in, d_out)
+        print(f"| {batch} × {d_in} × {d_out} | {cells} | {best} | {form} |", flush=True)
     return 0
 
 

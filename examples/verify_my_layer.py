@@ -76,7 +76,8 @@ def main(out=print):
     fixed_net = bp.serial(bp.dense(4), bp.tanh(), scale_shift(), bp.dense(1))
     bp.assert_gradients_match(fixed_net, bp.mse(), params, x, y)  # what a pytest test calls
 
-    out("\n4. Use the verified derivation anywhere in JAX: jax.grad runs the hand-derived backward.")
+    out("\n4. Use the verified derivation anywhere in JAX: "
+        "jax.grad runs the hand-derived backward.")
     apply = bp.as_custom_vjp(scale_shift())
     p0, _ = scale_shift().init(None, (4,))
     g = jax.grad(lambda p: jnp.sum(apply(p, x[:, :1] * jnp.ones((1, 4)))))(p0)

@@ -85,7 +85,8 @@ def main(steps: int = 3000, seed: int = 0, out=print) -> dict:
     hidden = bp.serial(bp.dense(4), bp.tanh(), bp.dense(1), bp.sigmoid())
     _, pred_h, mse_h = train(hidden, steps=steps, learning_rate=2.0, seed=seed)
     correct_h = report("with a hidden layer: 2-4-1, tanh then sigmoid", pred_h, mse_h, out)
-    return {"single_mse": mse_s, "single_correct": correct_s, "single_at_origin": float(pred_s[0, 0]),
+    return {"single_mse": mse_s, "single_correct": correct_s,
+            "single_at_origin": float(pred_s[0, 0]),
             "biased_mse": mse_b, "biased_correct": correct_b,
             "hidden_mse": mse_h, "hidden_correct": correct_h}
 

@@ -6,20 +6,23 @@ here. ``ARCHITECTURE.md`` maps the modules.
 """
 
 from jaxbp import layers as _layers
-from jaxbp._core import Layer, Loss, count_params, serial
+from jaxbp._core import Layer, Loss, Wiring, count_params, serial
 from jaxbp.gradients import as_custom_vjp, autodiff, backprop, objective, penalty, penalty_grad
 from jaxbp.check import (GradientCheckError, GradientReport, assert_gradients_match,
-                         backprop_vs_autodiff, check_gradients, check_jvp, check_layer, check_loss,
-                         check_vjp)
+                         backprop_vs_autodiff, check_gradients, check_hvp, check_jvp, check_layer,
+                         check_loss, check_vjp)
 from jaxbp import cases, checkpoint, data, models, optim, parallel
+from jaxbp.summarize import Summary, summary
 from jaxbp.train import (FitResult, TrainingDiverged, TrainState, evaluate, fit, make_train_epoch,
                          make_train_step)
-from jaxbp.layers import *  # noqa: F403  (the names of jaxbp.layers.__all__)
+from jaxbp.train import LearningRateTest, SweepResult, find_learning_rate, sweep
+from jaxbp.layers import *
 from jaxbp.losses import (
     binary_cross_entropy,
     mse,
     sigmoid_binary_cross_entropy,
     softmax_cross_entropy,
+    token_cross_entropy,
     weighted,
 )
 
@@ -30,6 +33,9 @@ __all__ = [
     "Loss",
     "serial",
     "count_params",
+    "Wiring",
+    "summary",
+    "Summary",
     # gradients
     "autodiff",
     "backprop",
@@ -42,11 +48,13 @@ __all__ = [
     "mse",
     "sigmoid_binary_cross_entropy",
     "softmax_cross_entropy",
+    "token_cross_entropy",
     "weighted",
     # checking
     "assert_gradients_match",
     "backprop_vs_autodiff",
     "check_gradients",
+    "check_hvp",
     "check_jvp",
     "check_layer",
     "check_loss",
@@ -61,6 +69,10 @@ __all__ = [
     "fit",
     "make_train_epoch",
     "make_train_step",
+    "LearningRateTest",
+    "SweepResult",
+    "find_learning_rate",
+    "sweep",
     # modules
     "cases",
     "checkpoint",

@@ -20,15 +20,16 @@ the mathematics: results agree with the defaults' to rounding.
 
 Why ``"auto"`` is not the default: the plain loops take longer to compile — ~0.05 s more for an
 XOR-sized network, up to ~0.25 s more near the threshold — which a saving of 1-2 µs per step
-repays only after some 2e4-2e5 steps. So it is for long runs of small networks (the benchmarks, sweeps
-over many seeds), not for a quick fit.
+repays only after some 2e4-2e5 steps. So it is for long runs of small networks (the benchmarks,
+sweeps over many seeds), not for a quick fit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import jax
 
@@ -100,20 +101,20 @@ class Jitted:
     def __init__(self, fun: Callable, compiler_options, **jit_kwargs):
         self._fun, self._jit_kwargs = fun, jit_kwargs
         self._plain = jax.jit(fun, **jit_kwargs)
-        self._jit = None
-        self.compiler_options = None
+        self._jit: jax.stages.Wrapped | None = None
+        self.compiler_options: dict | None = None
         if compiler_options != "auto":
             self._set(compiler_options or {})
         self.__wrapped__ = fun
         self.__doc__ = getattr(fun, "__doc__", None)
 
-    def _set(self, options: dict) -> Callable:
+    def _set(self, options: dict) -> jax.stages.Wrapped:
         self.compiler_options = dict(options)
         self._jit = (jax.jit(self._fun, **self._jit_kwargs, compiler_options=dict(options))
                      if options else self._plain)
         return self._jit
 
-    def _resolve(self, args, kwargs) -> Callable:
+    def _resolve(self, args, kwargs) -> jax.stages.Wrapped:
         if _is_traced((args, kwargs)):
             return self._plain
         lowered = self._plain.lower(*args, **kwargs)

@@ -9,11 +9,16 @@ A layer is three pure functions (plus a name used in error messages and reports)
 ``input_shape`` and ``output_shape`` exclude the batch axis; ``x`` and ``y`` carry it.
 ``backward`` is the hand-derived vector-Jacobian product of ``forward``: it must equal
 ``jax.vjp(lambda p, x: forward(p, x)[0], params, x)[1](dy)``.
+
+Inputs and outputs may be tuples of arrays (a fan-out's output, the inputs of ``add``): then
+``input_shape`` / ``output_shape`` are tuples of shapes and ``dx`` / ``dy`` have the structure
+of ``x`` / ``y``. A combinator says how its sublayers are wired with a :class:`Wiring`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -26,25 +31,85 @@ Shape = tuple[int, ...]
 PRNGKey = jax.Array
 
 
+class Wiring(NamedTuple):
+    """How a combinator's sublayers are wired: its forward with every sublayer call abstracted.
+
+    ``apply(run, params, x, key) -> y`` computes the combinator's output exactly as its
+    ``forward`` does, except that each use of a sublayer is the call ``run(i, params_i, x_i,
+    key_i)`` — standing for ``sublayers[i].forward(params_i, x_i, key=key_i)[0]`` — with the
+    sublayer's own params (a part of ``params``), its actual input and its key. From it a tool
+    learns, without knowing the combinator, every sublayer's input (``run`` records it) and the
+    cotangent reaching every sublayer's output (autodiff of ``apply`` with respect to a zero
+    added to each call's result). ``jaxbp.check`` uses it to locate a slip inside a branch or
+    a residual block, ``jaxbp.summary`` to show each sublayer's output shape.
+
+    Attributes:
+      apply: ``(run, params, x, key) -> y``; with ``run`` the sublayers' real forwards it must
+        equal ``forward(params, x, key=key)[0]``. A sublayer may be called any number of times.
+      part: what one sublayer is called in a location or a summary: ``"layer"`` (``serial``,
+        ``residual``) gives ``layer 1 (tanh)``, ``"branch"`` (``branches``) ``branch 0 (...)``.
+    """
+
+    apply: Callable[..., Any]
+    part: str = "layer"
+
+
 class Layer(NamedTuple):
     """A layer: ``init``, ``forward`` and its hand-derived ``backward``.
 
     Attributes:
-      init: ``(key, input_shape) -> (params, output_shape)``; shapes exclude the batch axis.
+      init: ``(key, input_shape) -> (params, output_shape)``; shapes exclude the batch axis (a
+        tuple of shapes for a tuple input or output).
       forward: ``(params, x, *, key=None) -> (y, cache)``; ``key=None`` is evaluation mode.
       backward: ``(params, cache, dy) -> (dparams, dx)``, the vector-Jacobian product of
-        ``forward`` written out by hand; ``dparams`` has the structure of ``params``.
+        ``forward`` written out by hand; ``dparams`` has the structure of ``params``, ``dx``
+        that of ``x`` (a tuple for a tuple input).
       name: a short human-readable name (``"dense(16)"``) used in errors and reports.
       sublayers: for combinators such as :func:`serial`, the layers they are made of, in
-        order (their params are ``params[i]``); ``()`` for a plain layer. Tools that localise a
-        wrong derivation (``jaxbp.check``) walk this.
+        order; ``()`` for a plain layer. ``print(layer)`` shows them as a tree.
+      wiring: for a combinator, a :class:`Wiring` (or its bare ``apply`` function) saying how
+        ``sublayers`` are wired, so ``jaxbp.check`` locates a slip inside it and
+        ``jaxbp.summary`` shows its parts. ``None`` (the default): a combinator that declares
+        no wiring is checked and summarised as one layer — never walked as a guessed chain.
     """
 
     init: Callable[..., tuple[Params, Shape]]
     forward: Callable[..., tuple[Array, Cache]]
     backward: Callable[[Params, Cache, Array], tuple[Params, Array]]
     name: str = "layer"
-    sublayers: tuple["Layer", ...] = ()
+    sublayers: tuple[Layer, ...] = ()
+    wiring: Wiring | Callable[..., Any] | None = None
+
+    def __repr__(self) -> str:
+        return "\n".join(["Layer " + tree_label(self), *tree_lines(self)])
+
+
+def wiring_of(layer: Layer) -> Wiring | None:
+    """``layer``'s :class:`Wiring` (a bare function taken as ``Wiring(function)``), or None
+    when it has no sublayers or declares none."""
+    wiring = getattr(layer, "wiring", None)
+    if wiring is None or not layer.sublayers:
+        return None
+    return wiring if isinstance(wiring, Wiring) else Wiring(wiring)
+
+
+def tree_label(layer: Layer) -> str:
+    """A layer's label in a tree: its name, or for a combinator the name's head (``serial``),
+    since its parts follow on their own lines."""
+    return layer.name.split("(")[0] if layer.sublayers else layer.name
+
+
+def tree_lines(layer: Layer, indent: str = "") -> list[str]:
+    """The lines of ``layer``'s sublayer tree under ``indent``, one per sublayer, nested."""
+    wiring = wiring_of(layer)
+    part = wiring.part if wiring else "sublayer"
+    subs = list(layer.sublayers)
+    lines = []
+    for i, sub in enumerate(subs):
+        last = i == len(subs) - 1
+        lines.append(f"{indent}{'└─' if last else '├─'} {part} {i}: {tree_label(sub)}")
+        lines += tree_lines(sub, indent + ("   " if last else "│  "))
+    return lines
 
 
 class Loss(NamedTuple):
@@ -56,8 +121,8 @@ class Loss(NamedTuple):
       name: a short human-readable name used in errors and reports.
     """
 
-    value: Callable[[Array, Array], Array]
-    grad: Callable[[Array, Array], Array]
+    value: Callable[[Array, Any], Array]  # y_true: labels, targets or (y_true, w) (weighted)
+    grad: Callable[[Array, Any], Array]
     name: str = "loss"
 
 
@@ -89,7 +154,22 @@ def check_input_shape(name: str, input_shape: Any, *, min_rank: int = 1) -> Shap
     return shape
 
 
-def check_input(name: str, x: Any, expected: Shape, what: str = "") -> None:
+def is_shape_tuple(input_shape: Any) -> bool:
+    """Whether ``input_shape`` is a tuple of shapes (the shape of a tuple input), e.g.
+    ``((3,), (3,))``, rather than one shape ``(3,)``."""
+    return (isinstance(input_shape, (tuple, list)) and len(input_shape) > 0
+            and all(isinstance(s, (tuple, list)) for s in input_shape))
+
+
+def check_input_shapes(name: str, input_shape: Any) -> Any:
+    """:func:`check_input_shape` for one shape, or for each shape of a (nested) tuple of
+    shapes; returns tuples of ints in the same nesting."""
+    if is_shape_tuple(input_shape):
+        return tuple(check_input_shapes(name, s) for s in input_shape)
+    return check_input_shape(name, input_shape)
+
+
+def check_input(name: str, x: Any, expected: tuple[int | str, ...], what: str = "") -> None:
     """Checks that ``x`` is ``(batch, *expected)``; raises naming the layer and both shapes."""
     shape = getattr(x, "shape", None)
     if shape is None:
@@ -244,7 +324,7 @@ def serial(*layers: Layer) -> Layer:
         raise located from None
 
     def init(key, input_shape):
-        shape = check_input_shape("serial", input_shape)
+        shape = check_input_shapes("serial", input_shape)
         params = []
         for i, (layer, k) in enumerate(zip(layers, split_key(key, len(layers)))):
             try:
@@ -284,19 +364,32 @@ def serial(*layers: Layer) -> Layer:
                 reraise(i, e)
         return tuple(dparams), dy
 
-    return Layer(init, forward, backward, name, tuple(layers))
+    def chain(run, params, x, key=None):
+        for i, k in enumerate(split_key(key, len(layers))):
+            x = run(i, params[i], x, k)
+        return x
+
+    return Layer(init, forward, backward, name, tuple(layers), Wiring(chain))
+
+
+def same_treedef(a: Any, b: Any) -> bool:
+    """``a == b`` for two pytree structures (``jax.tree_util.tree_structure``'s ``PyTreeDef``).
+
+    Typed ``Any``: jaxlib ships no stub for ``PyTreeDef``, so a type checker cannot compare two.
+    """
+    return bool(a == b)
 
 
 def check_dparams(where: str, net: Layer, params: Params, dparams: Params) -> None:
     """Raises ``TypeError`` unless ``dparams`` has the pytree structure of ``params``, naming
     the first sublayer of a combinator whose backward returned another structure."""
     tu = jax.tree_util
-    if tu.tree_structure(dparams) == tu.tree_structure(params):
+    if same_treedef(tu.tree_structure(dparams), tu.tree_structure(params)):
         return
     name, got, want = net.name, dparams, params
     if net.sublayers and isinstance(dparams, tuple) and len(dparams) == len(params):
         for i, (layer, d, p) in enumerate(zip(net.sublayers, dparams, params)):
-            if tu.tree_structure(d) != tu.tree_structure(p):
+            if not same_treedef(tu.tree_structure(d), tu.tree_structure(p)):
                 name, got, want = f"layer {i} ({layer.name}) of {net.name}", d, p
                 break
     raise TypeError(
@@ -315,6 +408,7 @@ __all__ = [
     "Layer",
     "Loss",
     "Params",
+    "Wiring",
     "PRNGKey",
     "Shape",
     "check_dparams",
@@ -322,9 +416,15 @@ __all__ = [
     "check_float_input",
     "check_input",
     "check_input_shape",
+    "check_input_shapes",
     "check_param_shapes",
     "count_params",
     "float_dtype",
+    "is_shape_tuple",
+    "same_treedef",
     "serial",
     "split_key",
+    "tree_label",
+    "tree_lines",
+    "wiring_of",
 ]

@@ -12,8 +12,10 @@ values (sizes, coefficients, names), so under ``jit`` they cost nothing per step
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, NoReturn
+from typing import Any, NoReturn
+from collections.abc import Iterable
 
+import jax
 import numpy as np
 
 from jaxbp._core import Layer, Loss
@@ -29,6 +31,15 @@ def fail(where: str, arg: str, value: Any, expected: str, example: str = "", *,
     prefix = f"{where}: " if where else ""
     fix = f" Fix: e.g. {example}." if example else ""
     raise error(f"{prefix}{arg}={value!r} must be {expected}{detail}.{fix}")
+
+
+def traced(value: Any) -> bool:
+    """``True`` for a value traced by ``jit``/``vmap`` (a sweep's learning rate or penalty).
+
+    It has no Python value to check, so the functions that accept one (the optimizers'
+    ``learning_rate``, the penalties' ``l1``/``l2``) skip their number check for it: the
+    caller that traced it checked the concrete values it was made from."""
+    return isinstance(value, jax.core.Tracer)
 
 
 def _is_int(value: Any) -> bool:
@@ -128,7 +139,8 @@ def require_loss(where: str, value: Any, arg: str = "loss") -> Any:
 
 
 def require_optimizer(where: str, value: Any, arg: str = "optimizer") -> Any:
-    """``value``, which must be an optax ``GradientTransformation`` (has ``init`` and ``update``)."""
+    """``value``, which must be an optax ``GradientTransformation`` (has ``init`` and
+    ``update``)."""
     if not (hasattr(value, "init") and hasattr(value, "update")):
         raise TypeError(
             f"{where + ': ' if where else ''}{arg}={value!r:.80} is not an optax "
@@ -139,4 +151,4 @@ def require_optimizer(where: str, value: Any, arg: str = "optimizer") -> Any:
 
 __all__ = ["fail", "int_at_least", "non_negative", "number_in", "one_of", "positive_int",
            "positive_number", "probability", "require_layer", "require_loss",
-           "require_optimizer"]
+           "require_optimizer", "traced"]

@@ -15,13 +15,18 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import NamedTuple
+from collections.abc import Callable
 
 import numpy as np
 
 from jaxbp._core import Layer, Loss, serial
 from jaxbp.check.report import GradientReport
 from jaxbp.check import check_layer, check_loss
+from jaxbp.layers import position_embedding
+from jaxbp.losses import token_cross_entropy
+from jaxbp.models import transformer
+from jaxbp.layers import add, branches, concat, fan_out
 from jaxbp.layers import (avg_pool, conv2d, dense, dropout, elu, embedding, flatten, gelu,
                           identity, last_step, layer_norm, leaky_relu, lstm, max_pool,
                           multi_head_attention, relu, residual, rnn, sigmoid, softmax, softplus,
@@ -29,6 +34,7 @@ from jaxbp.layers import (avg_pool, conv2d, dense, dropout, elu, embedding, flat
 from jaxbp.losses import (binary_cross_entropy, mse, sigmoid_binary_cross_entropy,
                           softmax_cross_entropy)
 
+#: How a case draws its inputs: ``draw(rng, shape) -> array`` of that shape (batch axis included).
 Draw = Callable[[np.random.Generator, tuple], np.ndarray]
 
 
@@ -73,6 +79,19 @@ def one_hot(rng: np.random.Generator, shape) -> np.ndarray:
     return np.eye(shape[-1])[rng.integers(0, shape[-1], shape[0])]
 
 
+def token_targets(rng: np.random.Generator, shape) -> np.ndarray:
+    """Integer targets ``(batch, T)`` in ``[-1, vocab)`` for logits ``(batch, T, vocab)``; -1
+    (about one position in five) has no target."""
+    t = rng.integers(0, shape[-1], shape[:2])
+    return np.where(rng.uniform(size=shape[:2]) < 0.2, -1, t).astype(np.int32)
+
+
+def token_one_hot(rng: np.random.Generator, shape) -> np.ndarray:
+    """One-hot targets ``(batch, T, vocab)`` with about one position in five all zero."""
+    labels = token_targets(rng, shape)
+    return np.where(labels[..., None] >= 0, np.eye(shape[-1])[np.maximum(labels, 0)], 0.0)
+
+
 class LayerCase(NamedTuple):
     """One built-in layer: how to build it and draw its inputs.
 
@@ -113,6 +132,8 @@ class LossCase(NamedTuple):
 
 _OFF_ZERO = 0.05  # keeps random inputs off the kink at 0 of ReLU-type layers
 
+#: Every built-in layer, one :class:`LayerCase` each: what ``jaxbp check``, ``tests/test_layers.py``
+#: and ``tests/test_check_cli.py`` check. A new layer is one line here.
 LAYER_CASES: list[LayerCase] = [
     LayerCase("dense", lambda: dense(4), (3,)),
     LayerCase("dense_he", lambda: dense(5, w_init="he_normal"), (3,)),
@@ -154,8 +175,17 @@ LAYER_CASES: list[LayerCase] = [
     LayerCase("transformer_block", lambda: serial(
         residual(serial(layer_norm(), multi_head_attention(2, causal=True))),
         residual(serial(layer_norm(), dense(8), gelu(), dense(4)))), (3, 4), any_shape=False),
+    LayerCase("position_embedding", lambda: position_embedding(6), (3, 4)),
+    LayerCase("transformer", lambda: transformer(7, 5, d_model=4, num_heads=2,
+                                                 num_blocks=1).net, (4,), tokens(7),
+              any_shape=False),
+    LayerCase("branches_add", lambda: serial(fan_out(2), branches(dense(4), serial(
+        dense(4), relu())), add()), (3,), with_zeros, kink_margin=_OFF_ZERO),
+    LayerCase("branches_concat", lambda: serial(fan_out(2), branches(dense(2), tanh()),
+                                                concat()), (2, 3), any_shape=False),
 ]
 
+#: Every built-in loss, one :class:`LossCase` each (with targets of each kind it accepts).
 LOSS_CASES: list[LossCase] = [
     LossCase("mse", mse, (3,)),
     LossCase("binary_cross_entropy", binary_cross_entropy, (3,), probabilities, binary),
@@ -164,6 +194,9 @@ LOSS_CASES: list[LossCase] = [
              draw_true=binary),
     LossCase("softmax_cross_entropy_labels", softmax_cross_entropy, (4,), draw_true=labels),
     LossCase("softmax_cross_entropy_one_hot", softmax_cross_entropy, (4,), draw_true=one_hot),
+    LossCase("token_cross_entropy_labels", token_cross_entropy, (3, 4), draw_true=token_targets),
+    LossCase("token_cross_entropy_one_hot", token_cross_entropy, (3, 4),
+             draw_true=token_one_hot),
 ]
 
 
@@ -181,5 +214,5 @@ def check_case(case: LayerCase | LossCase, *, key=0, draws: int = 2) -> Gradient
 
 
 __all__ = ["LAYER_CASES", "LOSS_CASES", "Draw", "LayerCase", "LossCase", "binary",
-           "check_case", "labels", "normal", "one_hot", "probabilities", "ties", "tokens",
-           "with_zeros"]
+           "check_case", "labels", "normal", "one_hot", "probabilities", "ties",
+           "token_one_hot", "token_targets", "tokens", "with_zeros"]

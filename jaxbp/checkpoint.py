@@ -134,7 +134,9 @@ def save(path: str | os.PathLike, tree: Any, *, metadata: dict | None = None) ->
                 "leaves": entries, "metadata": meta_json}
     arrays[_MANIFEST] = np.frombuffer(json.dumps(manifest).encode("utf-8"), np.uint8)
 
-    return atomic_write(path, lambda f: np.savez(f, **arrays), prefix=f".{path.name}.")
+    # numpy's stub checks **arrays against savez's allow_pickle: bool; the keys are leaf_* names
+    return atomic_write(path, lambda f: np.savez(f, **arrays),  # type: ignore[arg-type]
+                        prefix=f".{path.name}.")
 
 
 # What zipfile and NumPy raise on a damaged archive: a flipped flag bit reads as encryption
@@ -187,7 +189,8 @@ def read_manifest(path: str | os.PathLike) -> dict:
 def _template_entry(name: str, leaf: Any) -> dict:
     if _is_key(leaf):
         impl = str(jax.random.key_impl(leaf)) if isinstance(leaf, jax.Array) else None
-        return {"kind": "key", "dtype": f"key<{impl}>" if impl else "key", "shape": list(leaf.shape)}
+        return {"kind": "key", "dtype": f"key<{impl}>" if impl else "key",
+                "shape": list(leaf.shape)}
     if isinstance(leaf, (bool, int, float)) and not isinstance(leaf, np.generic):
         kind = type(leaf).__name__
         return {"kind": kind, "dtype": kind, "shape": []}
@@ -213,7 +216,8 @@ def _check(path: Path, manifest: dict, names: list[str], template_leaves: list, 
     if manifest["treedef"] != str(treedef):
         raise CheckpointMismatch(
             f"{str(path)!r} has the template's leaf paths but different containers: file "
-            f"{manifest['treedef']} vs template {treedef}. Fix: use the same NamedTuple/state types.")
+            f"{manifest['treedef']} vs template {treedef}. Fix: use the same NamedTuple/state "
+            f"types.")
     for entry, name, leaf in zip(stored, names, template_leaves):
         want = _template_entry(name, leaf)
         problem = _mismatch(entry, want)
@@ -241,10 +245,12 @@ def _mismatch(entry: dict, want: dict) -> str:
         return (f"is {'a PRNG key' if entry['kind'] == 'key' else 'not a PRNG key'} in the file "
                 f"but {'a PRNG key' if want['kind'] == 'key' else 'not one'} in the template")
     if entry["shape"] != want["shape"]:
-        return f"has shape {tuple(entry['shape'])} in the file but {tuple(want['shape'])} in the template"
+        return (f"has shape {tuple(entry['shape'])} in the file but {tuple(want['shape'])} in "
+                f"the template")
     if entry["kind"] == "key":
         if want["dtype"] not in ("key", entry["dtype"]):  # a ShapeDtypeStruct names no impl
-            return f"is a {entry['dtype']} key in the file but a {want['dtype']} key in the template"
+            return (f"is a {entry['dtype']} key in the file but a {want['dtype']} key in the "
+                    f"template")
         return ""
     if entry["kind"] in _FAMILY or want["kind"] in _FAMILY:
         family = [_FAMILY.get(e["kind"]) or np.dtype(e["dtype"]).kind for e in (entry, want)]
@@ -265,9 +271,10 @@ def _rebuild(entry: dict, value: np.ndarray, leaf: Any) -> Any:
         value = value.astype(np.dtype(leaf.dtype))
     sharding = getattr(leaf, "sharding", None)
     if kind == "key":
+        bits: Any = value  # wrap_key_data takes any uint32 array; its annotation says jax.Array
         if sharding is not None:  # the raw bits are placed like the template, then wrapped
-            value = jax.make_array_from_callback(value.shape, sharding, lambda i: value[i])
-        return jax.random.wrap_key_data(value, impl=entry["impl"])
+            bits = jax.make_array_from_callback(value.shape, sharding, lambda i: value[i])
+        return jax.random.wrap_key_data(bits, impl=entry["impl"])
     if isinstance(leaf, np.ndarray):
         return value
     if sharding is not None:  # each process supplies the shards its devices hold
@@ -316,10 +323,11 @@ def load(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
       >>> state["step"], metadata
       (5, {'note': 'hi'})
       >>> other, _ = bp.serial(bp.dense(4)).init(jax.random.key(0), (2,))
-      >>> checkpoint.load(path, {"params": other, "step": 0})
+      >>> checkpoint.load(path, {"params": other, "step": 0})  # doctest: +NORMALIZE_WHITESPACE
       Traceback (most recent call last):
       ...
-      jaxbp.checkpoint.CheckpointMismatch: '...state.npz': leaf ['params'][0].w has shape (2, 3) in the file but (2, 4) in the template. Fix: ...
+      jaxbp.checkpoint.CheckpointMismatch: '...state.npz': leaf ['params'][0].w has shape (2, 3)
+      in the file but (2, 4) in the template. Fix: ...
     """
     path = Path(path)
     names_leaves, treedef = _flatten(template)

@@ -1,9 +1,13 @@
-"""Small data sets that need no network: XOR, two spirals, moons and scikit-learn's digits.
+"""Small data sets that need no network: XOR, two spirals, moons, scikit-learn's digits, a
+digit-sorting sequence task and character-level text from any file.
 
 Everything is NumPy (float64 inputs, int32 class labels, except XOR's float targets for a
 sigmoid + MSE network) and seeded: the same ``seed`` gives the same examples and the same
 train/validation/test split. :func:`load` returns a :class:`Dataset` whose inputs are
-standardised with the *training* split's mean and standard deviation.
+standardised with the *training* split's mean and standard deviation (the sequence tasks'
+integer tokens are not rescaled). The sequence tasks give token ids ``x: (n, T)`` and
+next-token targets ``y: (n, T)``, ``-1`` where a position has no target
+(``jaxbp.token_cross_entropy`` leaves it out).
 
 Examples:
   >>> import jaxbp as bp
@@ -14,7 +18,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 
@@ -32,7 +36,7 @@ class Dataset(NamedTuple):
     """A data set split three ways (``val``/``test`` are ``None`` where there are none).
 
     Attributes:
-      name: ``"xor"``, ``"spirals"``, ``"moons"`` or ``"digits"``.
+      name: ``"xor"``, ``"spirals"``, ``"moons"``, ``"digits"``, ``"sort"`` or a text's name.
       train, val, test: the splits.
       num_classes: the number of classes.
     """
@@ -151,7 +155,119 @@ def standardize(train: Split, *others: Split | None) -> list[Split | None]:
     return [None if s is None else Split((s.x - mean) / std, s.y) for s in (train, *others)]
 
 
-NAMES = ("xor", "spirals", "moons", "digits")
+#: The sorting task's separator token; digits are the tokens 0-9.
+SORT_SEPARATOR = 10
+#: The sorting task's vocabulary size: the ten digits and the separator.
+SORT_VOCAB = 11
+
+
+def sort_digits(n: int = 12000, *, length: int = 8, seed: int = 0
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Sorting digit strings as next-token prediction, solvable by a causal model.
+
+    Each example is the sequence ``d_1 .. d_L  SEP  s_1 .. s_L`` (``L = length`` random digits
+    0-9, the separator token 10, the digits sorted ascending), cut for next-token prediction:
+    ``x`` is its first ``2L`` tokens, ``y`` the ``2L`` tokens after each. The first ``L``
+    positions (predicting the unsorted digits) have no target (``-1``); position ``L + i``
+    (``x = SEP`` for ``i = 0``, else ``s_i``) must predict ``s_{i+1}``, which attention to the
+    unsorted half determines: the smallest digit not yet emitted as often as it occurs there.
+    Duplicated digit strings are dropped, so a split never holds one string twice.
+
+    Returns:
+      ``x: (m, 2L)`` and ``y: (m, 2L)`` int32, ``m <= n`` distinct strings (``m = n`` in
+      practice: ``10^L`` strings exist).
+    """
+    n = int_at_least("sort_digits", "n", n, 1, "sort_digits(n=12000)")
+    length = int_at_least("sort_digits", "length", length, 1, "sort_digits(length=8)")
+    digits_ = np.random.default_rng(seed).integers(0, 10, (n, length))
+    _, first = np.unique(digits_, axis=0, return_index=True)
+    digits_ = digits_[np.sort(first)]
+    sep = np.full((len(digits_), 1), SORT_SEPARATOR)
+    seq = np.concatenate([digits_, sep, np.sort(digits_, axis=1)], axis=1).astype(np.int32)
+    y = seq[:, 1:].copy()
+    y[:, :length] = -1
+    return seq[:, :-1], y
+
+
+def read_text(path) -> str:
+    """The text of the file ``path`` (UTF-8, undecodable bytes replaced), or a clear error:
+    ``FileNotFoundError`` / ``IsADirectoryError`` / ``PermissionError`` naming it, ``ValueError``
+    for an empty file."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"text: {str(path)!r} does not exist. Fix: pass the path of a "
+                                f"text file, e.g. --file README.md.")
+    if p.is_dir():
+        raise IsADirectoryError(f"text: {str(path)!r} is a directory, not a text file. Fix: "
+                                f"pass a file in it, e.g. --file {p / 'README.md'}.")
+    try:
+        text = p.read_bytes().decode("utf-8", errors="replace")
+    except OSError as e:
+        raise PermissionError(f"text: {str(path)!r} cannot be read ({e.strerror}). Fix: check "
+                              f"its permissions, or pass another file.") from None
+    if not text:
+        raise ValueError(f"text: {str(path)!r} is empty; a language model needs text to learn "
+                         f"from. Fix: pass a non-empty text file.")
+    return text
+
+
+def char_vocabulary(text: str) -> str:
+    """The distinct characters of ``text``, sorted: character ``chars[i]`` is token ``i``."""
+    return "".join(sorted(set(text)))
+
+
+def encode(text: str, chars: str) -> np.ndarray:
+    """``text`` as int32 token ids of ``chars`` (every character must be in ``chars``)."""
+    index = {c: i for i, c in enumerate(chars)}
+    missing = sorted(set(text) - set(index))
+    if missing:
+        raise ValueError(f"encode: characters {''.join(missing[:10])!r} are not in the "
+                         f"vocabulary. Fix: build it from this text, char_vocabulary(text).")
+    return np.fromiter((index[c] for c in text), np.int32, len(text))
+
+
+def decode(ids, chars: str) -> str:
+    """Token ids back to text."""
+    return "".join(chars[int(i)] for i in np.asarray(ids).reshape(-1))
+
+
+def text_windows(text: str, *, context: int = 64, chars: str | None = None, seed: int = 0,
+                 val: float = 0.1, test: float = 0.1, name: str = "text") -> Dataset:
+    """Character-level language modelling: ``text`` cut into disjoint windows of ``context + 1``
+    characters, ``x`` a window's first ``context`` ids and ``y`` the ``context`` ids after each,
+    split (seeded, by window) into train, validation and test.
+
+    Returns:
+      a :class:`Dataset` with ``x, y: (windows, context)`` int32 and ``num_classes`` the
+      vocabulary size (``chars``, default :func:`char_vocabulary` of ``text``).
+
+    Raises:
+      ValueError: the text holds fewer than three windows (one for each split).
+    """
+    context = int_at_least("text_windows", "context", context, 1, "context=64")
+    chars = char_vocabulary(text) if chars is None else chars
+    ids = encode(text, chars)
+    width = context + 1
+    windows = len(ids) // width
+    if windows < 3:
+        shorter = len(ids) // 3 - 1
+        raise ValueError(
+            f"{name}: the text has {len(ids)} characters, but a training, a validation and a "
+            f"test window of context + 1 = {width} characters need at least {3 * width}. Fix: "
+            f"a longer text" + (f", or a shorter context (at most {shorter})." if shorter >= 1
+                                else " (at least 6 characters)."))
+    blocks = ids[:windows * width].reshape(windows, width)
+    train, val_split, test_split = split(blocks[:, :-1], blocks[:, 1:], val=val, test=test,
+                                         seed=seed)
+    return Dataset(name, train, val_split if len(val_split.x) else None,
+                   test_split if len(test_split.x) else None, len(chars))
+
+
+#: The data sets :func:`load` knows by name (text from a file: :func:`read_text`, then
+#: :func:`text_windows`).
+NAMES = ("xor", "spirals", "moons", "digits", "sort")
 
 
 def load(name: str, *, seed: int = 0, n: int | None = None, noise: float | None = None,
@@ -159,15 +275,22 @@ def load(name: str, *, seed: int = 0, n: int | None = None, noise: float | None 
     """A named data set, split (seeded) and standardised; XOR is neither split nor rescaled.
 
     Args:
-      name: one of ``"xor"``, ``"spirals"``, ``"moons"``, ``"digits"``.
-      seed: seeds the generator (spirals, moons) and the split.
-      n: examples to generate (spirals, moons; default 600).
+      name: one of ``"xor"``, ``"spirals"``, ``"moons"``, ``"digits"``, ``"sort"``
+        (:func:`sort_digits`, not rescaled).
+      seed: seeds the generator (spirals, moons, sort) and the split.
+      n: examples to generate (spirals, moons: default 600; sort: 12000).
       noise: noise level (spirals default 0.05, moons 0.1).
       val, test: split fractions (see :func:`split`).
     """
     one_of("load", "name", name, NAMES, "a data set", "load('spirals')")
     if name == "xor":
         return Dataset("xor", Split(*xor()), None, None, 2)
+    if name == "sort":
+        if noise is not None:
+            raise ValueError("load: sort has no noise. Fix: drop noise=.")
+        train, val_split, test_split = split(*sort_digits(12000 if n is None else n, seed=seed),
+                                             val=val, test=test, seed=seed)
+        return Dataset("sort", train, val_split, test_split, SORT_VOCAB)
     if name == "digits":
         if n is not None or noise is not None:
             raise ValueError("load: digits is a fixed data set; n and noise do not apply. "
@@ -177,11 +300,14 @@ def load(name: str, *, seed: int = 0, n: int | None = None, noise: float | None 
         kwargs = {} if noise is None else {"noise": noise}
         x, y = (spirals if name == "spirals" else moons)(600 if n is None else n, seed=seed,
                                                           **kwargs)
-    train, val_split, test_split = standardize(*split(x, y, val=val, test=test, seed=seed))
+    # standardize returns None only for a None split, and split returns none
+    train, val_split, test_split = (cast(Split, s) for s in
+                                    standardize(*split(x, y, val=val, test=test, seed=seed)))
     num_classes = 10 if name == "digits" else 2
     return Dataset(name, train, val_split if len(val_split.x) else None,
                    test_split if len(test_split.x) else None, num_classes)
 
 
-__all__ = ["Dataset", "NAMES", "Split", "digits", "load", "moons", "spirals", "split",
-           "standardize", "xor"]
+__all__ = ["Dataset", "NAMES", "SORT_SEPARATOR", "SORT_VOCAB", "Split", "char_vocabulary",
+           "decode", "digits", "encode", "load", "moons", "read_text", "sort_digits", "spirals",
+           "split", "standardize", "text_windows", "xor"]

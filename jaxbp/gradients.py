@@ -11,14 +11,14 @@ shifts. Pass ``regularize=`` to choose differently.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp._core import Array, Layer, Loss, Params, check_dparams
-from jaxbp._validate import fail, non_negative, one_of, require_layer, require_loss
+from jaxbp._core import Array, Layer, Loss, Params, check_dparams, same_treedef
+from jaxbp._validate import fail, non_negative, one_of, require_layer, require_loss, traced
 
 GradFn = Callable[..., tuple[Array, Params]]
 
@@ -36,11 +36,17 @@ def penalty_mask(params: Params, regularize) -> Params:
         return jax.tree_util.tree_map(lambda leaf: bool(regularize(leaf)), params)
     p_struct = jax.tree_util.tree_structure(params)
     m_struct = jax.tree_util.tree_structure(regularize)
-    if p_struct != m_struct:
+    if not same_treedef(p_struct, m_struct):
         raise ValueError(
             f"regularize: the mask pytree has structure {m_struct} but params have {p_struct}. "
             f"Fix: pass a pytree of bools shaped like params, or a callable leaf -> bool.")
     return regularize
+
+
+def _on(coefficient) -> bool:
+    """Whether a penalty term is computed: a non-zero coefficient, or a traced one (a sweep's
+    per-run ``l1``/``l2``, whose value is unknown at trace time; zero then adds exactly 0)."""
+    return traced(coefficient) or bool(coefficient)
 
 
 def penalty(params: Params, *, l1: float = 0.0, l2: float = 0.0, regularize=None) -> Array:
@@ -49,9 +55,9 @@ def penalty(params: Params, *, l1: float = 0.0, l2: float = 0.0, regularize=None
     total = jnp.zeros((), jnp.result_type(*jax.tree_util.tree_leaves(params) or [jnp.float32]))
     for leaf, on in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(mask)):
         if on:
-            if l1:
+            if _on(l1):
                 total = total + l1 * jnp.sum(jnp.abs(leaf))
-            if l2:
+            if _on(l2):
                 total = total + 0.5 * l2 * jnp.sum(leaf * leaf)
     return total
 
@@ -67,9 +73,9 @@ def penalty_grad(params: Params, *, l1: float = 0.0, l2: float = 0.0, regularize
         if not on:
             return jnp.zeros_like(leaf)
         out = jnp.zeros_like(leaf)
-        if l1:
+        if _on(l1):
             out = out + l1 * jnp.sign(leaf)
-        if l2:
+        if _on(l2):
             out = out + l2 * leaf
         return out
 
@@ -117,9 +123,10 @@ def in_params_dtype(grads: Params, params: Params) -> Params:
         and g.dtype != p.dtype else g, grads, params)
 
 
-def _validate(where: str, net: Layer, loss: Loss, l1, l2) -> tuple[float, float]:
+def _validate(where: str, net: Layer, loss: Loss, l1, l2) -> tuple:
     check_net_and_loss(net, loss, where)
-    return (non_negative(where, "l1", l1, "l1=1e-4"), non_negative(where, "l2", l2, "l2=1e-4"))
+    return tuple(c if traced(c) else non_negative(where, name, c, f"{name}=1e-4")
+                 for name, c in (("l1", l1), ("l2", l2)))
 
 
 def backprop(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
@@ -162,7 +169,7 @@ def backprop(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
         value = loss.value(y_pred, y)
         dparams, _ = net.backward(params, cache, loss.grad(y_pred, y))
         check_dparams("backprop", net, params, dparams)
-        if l1 or l2:
+        if _on(l1) or _on(l2):
             value = value + penalty(params, l1=l1, l2=l2, regularize=regularize)
             dreg = penalty_grad(params, l1=l1, l2=l2, regularize=regularize)
             dparams = jax.tree_util.tree_map(jnp.add, dparams, dreg)
@@ -173,12 +180,13 @@ def backprop(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
 
 def objective(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
               regularize=None) -> Callable[..., Array]:
-    """The scalar objective ``J(params, x, y, *, key=None)`` that :func:`autodiff` differentiates."""
+    """The scalar objective ``J(params, x, y, *, key=None)`` that :func:`autodiff`
+    differentiates."""
     l1, l2 = _validate("objective", net, loss, l1, l2)
 
     def j(params, x, y, *, key=None):
         value = loss.value(net.forward(params, x, key=key)[0], y)
-        if l1 or l2:
+        if _on(l1) or _on(l2):
             value = value + penalty(params, l1=l1, l2=l2, regularize=regularize)
         return value
 
@@ -187,7 +195,8 @@ def objective(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
 
 def autodiff(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
              regularize=None) -> GradFn:
-    """Gradients by ``jax.value_and_grad`` of the same forward; same signature as :func:`backprop`."""
+    """Gradients by ``jax.value_and_grad`` of the same forward; same signature as
+    :func:`backprop`."""
     j = objective(net, loss, l1=l1, l2=l2, regularize=regularize)
     vg = jax.value_and_grad(j)
 
@@ -226,7 +235,7 @@ def _check_backward_output(name: str, params, x, out):
     tu = jax.tree_util
     want = {tu.keystr(p): leaf for p, leaf in tu.tree_leaves_with_path(params)}
     got = {tu.keystr(p): leaf for p, leaf in tu.tree_leaves_with_path(dparams)}
-    if tu.tree_structure(dparams) != tu.tree_structure(params):
+    if not same_treedef(tu.tree_structure(dparams), tu.tree_structure(params)):
         missing = [f"params{k}" for k in want if k not in got]
         extra = [f"dparams{k}" for k in got if k not in want]
         detail = "; ".join(s for s in (f"missing {', '.join(missing)}" if missing else "",
@@ -249,10 +258,9 @@ def _check_backward_output(name: str, params, x, out):
                          f"{jnp.shape(x)}. Fix: dx has the shape of the layer's input.")
     dparams = jax.tree_util.tree_map(lambda g, p: jnp.asarray(g, jnp.result_type(p)),
                                      dparams, params)
-    if int_x:  # integer inputs (token ids) take the symbolic zero cotangent
-        dx = np.zeros(jnp.shape(x), jax.dtypes.float0)
-    else:
-        dx = jnp.asarray(dx, jnp.result_type(x))
+    # integer inputs (token ids) take the symbolic zero cotangent
+    dx = (np.zeros(jnp.shape(x), jax.dtypes.float0) if int_x
+          else jnp.asarray(dx, jnp.result_type(x)))
     return dparams, dx
 
 
@@ -303,3 +311,16 @@ def as_custom_vjp(layer: Layer) -> Callable[..., Array]:
 
     call.__doc__ = f"{layer.name} with its hand-derived backward as the VJP."
     return call
+
+
+__all__ = [
+    "backprop",
+    "autodiff",
+    "objective",
+    "penalty",
+    "penalty_grad",
+    "penalty_mask",
+    "is_weight",
+    "gradient_source",
+    "as_custom_vjp",
+]

@@ -35,7 +35,7 @@ def _same_shape(name: str, y_pred, y_true) -> None:
     p, t = _shape(name, "y_pred", y_pred), _shape(name, "y_true", y_true)
     if p != t:
         fix = (f" Fix: reshape y_true to {p}, e.g. y_true.reshape({p[0]}, -1)."
-               if len(t) == 1 and p == t + (1,) else
+               if len(t) == 1 and p == (*t, 1) else
                f" Fix: make y_true shape {p} (the network's output shape).")
         raise ValueError(
             f"{name}: y_true has shape {t} but y_pred has shape {p}; they must match exactly "
@@ -176,6 +176,80 @@ def softmax_cross_entropy() -> Loss:
     return Loss(value, grad, name)
 
 
+#: The target of a position that :func:`token_cross_entropy` leaves out (no loss, no gradient).
+IGNORE = -1
+
+
+def _token_targets(name: str, logits, y_true) -> Array:
+    """Targets ``(batch, T, vocab)`` for rank-3 logits: integer labels ``(batch, T)`` become
+    one-hot (an ``IGNORE`` label an all-zero row); one-hot or probability targets pass through."""
+    p, t = _shape(name, "y_pred", logits), _shape(name, "y_true", y_true)
+    if len(p) != 3:
+        raise ValueError(f"{name}: y_pred (logits) must have shape (batch, time, vocab), got {p}. "
+                         f"Fix: end the network with dense(vocab) on (batch, time, d) sequences; "
+                         f"for one label per example use softmax_cross_entropy.")
+    if t == p:
+        return y_true
+    if t == p[:2]:
+        if not jnp.issubdtype(y_true.dtype, jnp.integer):
+            raise TypeError(
+                f"{name}: y_true has shape {t} with dtype {y_true.dtype}; targets of shape "
+                f"(batch, time) must be integer token ids in [0, {p[2]}) or {IGNORE}. Fix: "
+                f"y_true.astype(jnp.int32), or pass one-hot targets of shape {p}.")
+        return jax.nn.one_hot(y_true, p[2], dtype=logits.dtype)  # IGNORE -> a row of zeros
+    raise ValueError(
+        f"{name}: y_true has shape {t} but y_pred (logits) has shape {p}; expected integer "
+        f"targets of shape {p[:2]} or one-hot targets of shape {p}. Fix: one target per "
+        f"position, e.g. the input sequence shifted by one step.")
+
+
+def _per_sequence(y: Array) -> Array:
+    """``1 / n_b`` as ``(batch, 1, 1)``: ``n_b = sum_{t,k} y_btk`` positions counted in sequence
+    ``b`` (at least 1, so a sequence with none contributes 0, not nan)."""
+    return 1.0 / jnp.maximum(jnp.sum(y, axis=(1, 2), keepdims=True), 1.0)
+
+
+def token_cross_entropy() -> Loss:
+    """Softmax cross-entropy at every position of a sequence, mean over positions then batch.
+
+    For logits ``z: (batch, T, vocab)`` and one-hot targets ``y: (batch, T, vocab)`` — or
+    integer targets ``(batch, T)`` in ``[0, vocab)``, ``IGNORE`` (-1) for a position without a
+    target, which becomes an all-zero row of ``y``::
+
+        L      = (1/batch) sum_b (1/n_b) sum_t [logsumexp(z_bt) sum_k y_btk - sum_k y_btk z_btk]
+        dL/dz  = (p_bt sum_k y_btk - y_bt) / (batch n_b)       (batch, T, vocab)
+
+    with ``p_bt = softmax(z_bt)`` and ``n_b = sum_{t,k} y_btk`` the positions counted in
+    sequence ``b`` (``T`` without ignored ones; at least 1). A position with target ``IGNORE``
+    (a zero row) adds nothing to the value or the gradient. Each sequence is a mean of its own,
+    so the value of a batch equals the mean of its sequences' values, which is what
+    :func:`weighted` (and so ``fit``) relies on. An integer target ``>= vocab`` is not caught
+    under ``jit`` (its one-hot row is zero, as for ``IGNORE``); ``fit`` and ``evaluate`` check
+    targets on the host first.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxbp as bp
+      >>> loss = bp.token_cross_entropy()
+      >>> z = jnp.zeros((1, 3, 4))                   # uniform over 4 tokens at 3 positions
+      >>> round(float(loss.value(z, jnp.array([[2, -1, 0]]))), 4)   # log 4, the middle ignored
+      1.3863
+    """
+    name = "token_cross_entropy"
+
+    def value(y_pred, y_true):
+        y = _token_targets(name, y_pred, y_true)
+        per_position = -jnp.sum(y * _log_softmax(y_pred), axis=-1, keepdims=True)
+        return jnp.sum(per_position * _per_sequence(y)) / y_pred.shape[0]
+
+    def grad(y_pred, y_true):
+        y = _token_targets(name, y_pred, y_true)
+        p = jnp.exp(_log_softmax(y_pred))
+        dz = p * jnp.sum(y, axis=-1, keepdims=True) - y
+        return dz * (_per_sequence(y) / y_pred.shape[0])
+
+    return Loss(value, grad, name)
+
+
 def weighted(loss: Loss) -> Loss:
     """``loss`` with per-example weights: targets become ``(y_true, w)`` with ``w: (batch,)``.
 
@@ -205,7 +279,8 @@ def weighted(loss: Loss) -> Loss:
 
 
 def _targets_and_weights(name: str, y_pred, y_true_w) -> tuple[Array, Array]:
-    """``(y_true, w)`` of a weighted loss, checked: both have ``y_pred``'s batch, ``w: (batch,)``."""
+    """``(y_true, w)`` of a weighted loss, checked: both have ``y_pred``'s batch,
+    ``w: (batch,)``."""
     if not (isinstance(y_true_w, (tuple, list)) and len(y_true_w) == 2):
         got = (f"a {type(y_true_w).__name__} of length {len(y_true_w)}"
                if isinstance(y_true_w, (tuple, list)) else
@@ -230,4 +305,16 @@ LOSSES = {
     "binary_cross_entropy": binary_cross_entropy,
     "sigmoid_binary_cross_entropy": sigmoid_binary_cross_entropy,
     "softmax_cross_entropy": softmax_cross_entropy,
+    "token_cross_entropy": token_cross_entropy,
 }
+
+
+__all__ = [
+    "mse",
+    "binary_cross_entropy",
+    "sigmoid_binary_cross_entropy",
+    "softmax_cross_entropy",
+    "token_cross_entropy",
+    "weighted",
+    "IGNORE",
+]

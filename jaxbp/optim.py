@@ -8,7 +8,8 @@ hand-written optimizer and any optax optimizer plug into the same training step.
 
 The learning rate ``alpha_t`` is a number or a schedule ``count -> alpha`` (an optax schedule, or
 :func:`step_decay` / :func:`exponential_decay` from this module) evaluated at the number of
-updates made so far, ``count = t`` (the first update uses ``schedule(0)``).
+updates made so far, ``count = t`` (the first update uses ``schedule(0)``). Inside ``jit`` or
+``vmap`` it may also be a traced scalar, e.g. one learning rate per run of ``bp.sweep``.
 
 Each state is a ``NamedTuple`` whose ``count`` is that step counter (int32), so the same state
 type carries through ``jit``, ``lax.scan`` and checkpoints.
@@ -24,16 +25,17 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Union
+from typing import Any, NamedTuple
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxbp._validate import number_in, positive_int
+from jaxbp._validate import fail, number_in, positive_int, traced
 
-Schedule = Callable[[jax.Array], jax.Array]
-LearningRate = Union[float, Schedule]
+Schedule = Callable[[jax.Array], jax.Array | float]  # count -> learning rate
+LearningRate = float | Schedule
 
 
 # --------------------------------------------------------------------------------------
@@ -44,6 +46,11 @@ def _learning_rate(fname: str, learning_rate: LearningRate) -> Schedule:
     """A schedule ``count -> alpha`` from a number or a callable."""
     if callable(learning_rate):
         return learning_rate
+    if traced(learning_rate):  # a sweep's learning rate, one per run (checked where made)
+        if jnp.ndim(learning_rate) != 0:
+            fail(fname, "learning_rate", learning_rate, "a scalar (one rate per optimizer)",
+                 f"{fname}(learning_rate=0.01)")
+        return lambda count: learning_rate
     if isinstance(learning_rate, (int, float)) or hasattr(learning_rate, "__float__"):
         lr = number_in(fname, "learning_rate", learning_rate, low=0.0, low_open=True,
                        example=f"{fname}(learning_rate=0.01)")
@@ -144,7 +151,7 @@ def _step(lr: Schedule, count, direction):
 class SgdState(NamedTuple):
     """State of :func:`sgd`: only the update counter (for schedules)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name; shadows tuple.count
 
 
 def sgd(learning_rate: LearningRate) -> optax.GradientTransformation:
@@ -166,7 +173,7 @@ def sgd(learning_rate: LearningRate) -> optax.GradientTransformation:
 class MomentumState(NamedTuple):
     """State of :func:`momentum`: the counter and the velocity ``v`` (shaped like params)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name; shadows tuple.count
     velocity: Any
 
 
@@ -200,10 +207,7 @@ def momentum(learning_rate: LearningRate, beta: float = 0.9, *,
     def update(grads, state, params=None):
         _fits(fname, grads, state, "velocity")
         v = jax.tree_util.tree_map(lambda g, v: g + beta * v, grads, state.velocity)
-        if nesterov:
-            direction = jax.tree_util.tree_map(lambda g, v: g + beta * v, grads, v)
-        else:
-            direction = v
+        direction = jax.tree_util.tree_map(lambda g, v: g + beta * v, grads, v) if nesterov else v
         return _step(lr, state.count, direction), MomentumState(state.count + 1, v)
 
     return optax.GradientTransformation(init, update)
@@ -217,7 +221,7 @@ def nesterov(learning_rate: LearningRate, beta: float = 0.9) -> optax.GradientTr
 class AdagradState(NamedTuple):
     """State of :func:`adagrad`: the counter and the running sum of squared gradients ``s``."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name; shadows tuple.count
     sum_of_squares: Any
 
 
@@ -254,7 +258,7 @@ def adagrad(learning_rate: LearningRate, initial_accumulator_value: float = 0.1,
 class RmspropState(NamedTuple):
     """State of :func:`rmsprop`: the counter and the moving average of squared gradients ``nu``."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name; shadows tuple.count
     nu: Any
 
 
@@ -264,7 +268,8 @@ def rmsprop(learning_rate: LearningRate, decay: float = 0.9,
 
     ::
 
-        nu_t = decay nu_{t-1} + (1 - decay) g_t^2,     theta <- theta - alpha_t g_t / sqrt(nu_t + eps)
+        nu_t = decay nu_{t-1} + (1 - decay) g_t^2
+        theta <- theta - alpha_t g_t / sqrt(nu_t + eps)
 
     with ``nu_{-1} = 0``. Equals ``optax.rmsprop`` with the same arguments.
     """
@@ -289,7 +294,7 @@ def rmsprop(learning_rate: LearningRate, decay: float = 0.9,
 class AdamState(NamedTuple):
     """State of :func:`adam`: the counter and the first and second moment estimates."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name; shadows tuple.count
     mu: Any
     nu: Any
 
@@ -331,6 +336,8 @@ def adam(learning_rate: LearningRate, b1: float = 0.9, b2: float = 0.999,
     return optax.GradientTransformation(init, update)
 
 
+#: Name -> optimizer factory: the choices of ``jaxbp train --optimizer``. Each registered
+#: optimizer is compared with its optax counterpart by ``tests/test_optim.py``.
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "sgd": sgd,
     "momentum": momentum,

@@ -27,7 +27,8 @@ lists every process's devices; see ``docs/scale.md``.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +39,7 @@ from jaxbp._core import Array, Layer, Loss, Params
 from jaxbp.gradients import GradFn, gradient_source
 from jaxbp.losses import weighted
 
+#: The name of the mesh's one axis, along which the batch is sharded.
 BATCH_AXIS = "batch"
 
 

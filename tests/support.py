@@ -82,3 +82,13 @@ def assert_layer_matches_vjp(layer, input_shape, *, batch: int, seed: int, rtol:
     if not jnp.issubdtype(x.dtype, jnp.inexact):  # integer inputs (tokens) have no dx
         got, want = got[0], want[0]
     assert_trees_close(got, want, rtol, f"{layer.name} (batch={batch}, input_shape={input_shape})")
+
+
+def compile_events() -> list:
+    """A list that gets one entry (the compiled function's name) per XLA compile from now on;
+    ``len`` before and after a call counts what it compiled."""
+    seen: list = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: seen.append(kw.get("fun_name"))
+        if event == "/jax/core/compile/backend_compile_duration" else None)
+    return seen

@@ -23,7 +23,7 @@ def max_last():
 
     def backward(params, x, dy):
         return (), jax.nn.one_hot(jnp.argmax(x, axis=-1), x.shape[-1], dtype=x.dtype) * dy
-    return _layer("max_last", forward, backward, lambda s: s[:-1] + (1,))
+    return _layer("max_last", forward, backward, lambda s: (*s[:-1], 1))
 
 
 MLP = bp.serial(bp.dense(5), bp.relu(), bp.dense(3), bp.tanh(), bp.dense(2))
@@ -159,7 +159,7 @@ def test_several_kinks_meeting_at_one_point_are_not_failures():
 def test_l1_penalty_with_weights_exactly_zero():
     params, x, y = _mlp_data(jnp.float64)
     w0 = params[0].w.at[0, :].set(0.0)
-    params = (params[0]._replace(w=w0),) + params[1:]
+    params = (params[0]._replace(w=w0), *params[1:])
     report = bp.check_gradients(MLP, MSE, params, x, y, l1=0.1)
     assert report.ok and report.row("layers[0].w").kinks >= 5
 

@@ -132,7 +132,7 @@ def test_the_shared_rule_has_a_wide_margin_on_builtin_cases_at_large_magnitudes(
     for make, shape in ((bp.softmax, (4,)), (bp.layer_norm, (2, 5)), (lambda: bp.lstm(3), (3, 2))):
         for scale, offset in ((1e3, 0.0), (1.0, 1e4)):
             report = bp.check_layer(make(), shape, batch_sizes=(2,), draws=1, input_fn=(
-                lambda rng, s: offset + scale * rng.standard_normal(s)))
+                lambda rng, s, offset=offset, scale=scale: offset + scale * rng.standard_normal(s)))
             assert report.ok, report
 
 

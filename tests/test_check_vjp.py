@@ -57,7 +57,7 @@ def test_integer_inputs_get_a_zero_cotangent():
 
     def backward(table, ids, dy):
         return jnp.zeros_like(table).at[ids].add(dy), None
-    lookup = bp.Layer(lambda k, s: (jnp.zeros((4, 2)), s + (2,)), forward, backward, "lookup")
+    lookup = bp.Layer(lambda k, s: (jnp.zeros((4, 2)), (*s, 2)), forward, backward, "lookup")
     table = jnp.arange(8.0).reshape(4, 2)
     ids = jnp.asarray([[0, 3, 3]])
     g = jax.grad(lambda t: jnp.sum(bp.as_custom_vjp(lookup)(t, ids)))(table)

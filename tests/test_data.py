@@ -19,7 +19,7 @@ def test_generators_are_seeded_and_balanced(make):
     x, y = make(101, seed=3)
     assert x.shape == (100, 2) and y.shape == (100,) and y.dtype == np.int32
     assert np.sum(y == 0) == np.sum(y == 1) == 50
-    x2, y2 = make(101, seed=3)
+    x2, _y2 = make(101, seed=3)
     np.testing.assert_array_equal(x, x2)
     assert not np.array_equal(x, make(101, seed=4)[0])
 

@@ -16,8 +16,8 @@ def net_and_params():
 
 def test_feature_size_mismatch_names_layer_and_shapes(net_and_params):
     net, params = net_and_params
-    with pytest.raises(ValueError, match=r"serial layer 0 \(dense\(8\)\): input x has shape \(4, 3\).*"
-                                         r"\(batch, \*\(2,\)\).*w\.shape=\(2, 8\)"):
+    with pytest.raises(ValueError, match=r"serial layer 0 \(dense\(8\)\): input x has shape "
+                                         r"\(4, 3\).*\(batch, \*\(2,\)\).*w\.shape=\(2, 8\)"):
         net.forward(params, jnp.ones((4, 3)))
 
 
@@ -108,4 +108,5 @@ def test_initialisers_have_the_stated_scale():
     assert float(jnp.max(jnp.abs(w))) <= limit
     assert abs(float(jnp.std(w)) - limit / 3 ** 0.5) < 0.05 * limit
     params, _ = bp.dense(7, w_init="he_uniform").init(key, (3,))
-    assert params.w.shape == (3, 7) and params.b.shape == (7,) and float(jnp.abs(params.b).max()) == 0
+    assert params.w.shape == (3, 7) and params.b.shape == (7,)
+    assert float(jnp.abs(params.b).max()) == 0

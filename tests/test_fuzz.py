@@ -85,7 +85,7 @@ def arrays(draw, shapes):
     (or standard normal draws)."""
     shape = draw(st.sampled_from(shapes))
     dtype = draw(st.sampled_from(DTYPES))
-    value = draw(st.sampled_from(VALUES + ["normal"]))
+    value = draw(st.sampled_from([*VALUES, "normal"]))
     if value == "normal":
         a = np.random.default_rng(0).standard_normal(shape)
     else:

@@ -81,7 +81,8 @@ LOSS_SLIPS = {
     "mse_missing_factor_2": (bp.mse, lambda p, t: (p - t) / p.size),
     "mse_sum_not_mean": (bp.mse, lambda p, t: 2.0 * (p - t)),
     "softmax_ce_sign": (bp.softmax_cross_entropy,
-                        lambda z, y: (jax.nn.one_hot(y, z.shape[1]) - jax.nn.softmax(z)) / z.shape[0]),
+                        lambda z, y: (jax.nn.one_hot(y, z.shape[1]) - jax.nn.softmax(z))
+                        / z.shape[0]),
     "sigmoid_bce_without_sigmoid": (bp.sigmoid_binary_cross_entropy,
                                     lambda z, y: (z - y) / z.size),
 }

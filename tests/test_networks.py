@@ -90,7 +90,7 @@ def test_regularisation_skips_biases_and_matches_formula():
     net, loss, params, x, y = _problem("mse", 0, jnp.float64)
     _, g0 = bp.backprop(net, loss)(params, x, y)
     _, g = bp.backprop(net, loss, l1=0.1, l2=0.5)(params, x, y)
-    w, b = params[0].w, params[0].b
+    w, _b = params[0].w, params[0].b
     np.testing.assert_allclose(g[0].w - g0[0].w, 0.1 * jnp.sign(w) + 0.5 * w, rtol=1e-12)
     np.testing.assert_array_equal(g[0].b, g0[0].b)
     v0, _ = bp.backprop(net, loss)(params, x, y)
@@ -106,9 +106,9 @@ def test_regularize_mask_can_include_biases():
     _, g_m = bp.backprop(net, loss, l2=0.3, regularize=everything)(params, x, y)
     _, g_a = bp.autodiff(net, loss, l2=0.3, regularize=everything)(params, x, y)
     assert_trees_close(g_m, g_a, 1e-10, "biases regularised")
-    _, g0 = bp.backprop(net, loss)(params, x, y)
+    _, _g0 = bp.backprop(net, loss)(params, x, y)
     b = params[0].b.at[0].set(1.0)
-    params = (params[0]._replace(b=b),) + params[1:]
+    params = (params[0]._replace(b=b), *params[1:])
     _, g1 = bp.backprop(net, loss, l2=0.3, regularize=everything)(params, x, y)
     _, g1_0 = bp.backprop(net, loss)(params, x, y)
     assert float(g1[0].b[0] - g1_0[0].b[0]) == pytest.approx(0.3)

@@ -54,7 +54,7 @@ def test_dropout_mask_statistics_and_scaling():
     p = 0.3
     layer = bp.dropout(p)
     x = jnp.ones((200, 50))
-    y, mask = layer.forward((), x, key=jax.random.key(0))
+    y, _mask = layer.forward((), x, key=jax.random.key(0))
     values = np.unique(np.asarray(y))
     assert np.allclose(values, [0.0, 1.0 / (1.0 - p)])
     dropped = float(np.mean(np.asarray(y) == 0.0))

@@ -71,8 +71,8 @@ def test_equals_optax_after_1_and_100_steps(name):
     mine, theirs = (make() for make in {**PAIRS, **REGISTERED}[name])
     got, want = _trajectory(mine), _trajectory(theirs)
     for t in (0, 99):
-        assert_trees_close(jax.tree_util.tree_map(lambda a: a[t], got),
-                           jax.tree_util.tree_map(lambda a: a[t], want), 1e-10,
+        assert_trees_close(jax.tree_util.tree_map(lambda a, t=t: a[t], got),
+                           jax.tree_util.tree_map(lambda a, t=t: a[t], want), 1e-10,
                            f"{name} after {t + 1} step(s)")
     # The trajectory really moves, so agreement is not agreement on doing nothing.
     moved = float(jnp.max(jnp.abs(got[0].w[99] - PARAMS[0].w)))

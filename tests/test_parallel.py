@@ -70,7 +70,30 @@ def _worker() -> dict:
             out[f"replicated_{name}"] = tuple(jax.tree_util.tree_leaves(p4)[0].sharding.spec) == ()
             out[f"all_reduce_{name}"] = "all-reduce" in hlo
     out.update(_fit_worker())
+    out.update(_sweep_worker())
     return out
+
+
+def _sweep_worker() -> dict:
+    """``bp.sweep(devices=4)`` against one device: 4 runs sharded one per device, and 3 runs
+    (padded to 4 with a copy of the last: the same compiled program as the 4 runs')."""
+    net, _, x, y = _problem(27)
+    loss, rates = bp.softmax_cross_entropy(), [0.05, 0.1, 0.2, 0.4]
+
+    def run(rates, **kw):
+        return bp.sweep(net, loss, bp.optim.momentum, x, y, epochs=2, batch_size=10,
+                        learning_rates=rates, accuracy=None, **kw)
+
+    single, four, padded = run(rates), run(rates, devices=4), run(rates[:3], devices=4)
+    first3 = jax.tree_util.tree_map(lambda a: a[:3], single.params)
+    leaf = jax.tree_util.tree_leaves(four.params)[0]
+    return {"sweep_params": _max_rel(four.params, single.params),
+            "sweep_padded_params": _max_rel(padded.params, first3),
+            "sweep_loss": max(abs(a["train_loss"][-1] - b["train_loss"][-1])
+                              for a, b in zip(four.histories, single.histories)),
+            "sweep_sharded": tuple(leaf.sharding.spec)[:1] == ("batch",)
+            and len(leaf.sharding.device_set) == 4,
+            "sweep_runs": [len(padded.settings), len(padded.histories)]}
 
 
 def _fit_worker() -> dict:
@@ -126,6 +149,10 @@ def test_four_devices_match_one_device():
     assert r["fit_params"] <= 1e-10, "fit(devices=4) parameters differ from fit()"
     assert r["fit_loss"] <= 1e-10, "fit(devices=4) history differs from fit()"
     assert r["fit_resume_bitwise"], "a 4-device run resumed differs from the uninterrupted one"
+    assert r["sweep_sharded"], "sweep(devices=4) did not shard its runs over the 4 devices"
+    assert r["sweep_params"] <= 1e-10 and r["sweep_loss"] <= 1e-10, "sweep on 4 devices != 1"
+    assert r["sweep_padded_params"] <= 1e-10, "3 runs padded to 4 devices differ from 1 device"
+    assert r["sweep_runs"] == [3, 3], "the padding run must not be returned"
 
 
 # ---- in this process (one device): padding, masking and argument errors ----------------

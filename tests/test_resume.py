@@ -14,7 +14,7 @@ import pytest
 import jaxbp as bp
 from jaxbp import checkpoint
 from jaxbp.checkpoint import CheckpointError
-from jaxbp.train import fit
+from jaxbp.train import fit, read_log
 
 
 def _net(hidden: int = 8):
@@ -125,11 +125,14 @@ def _saved_state(path):
 
 def test_cli_resume_is_bit_identical(tmp_path):
     straight, half = tmp_path / "straight", tmp_path / "half"
-    a = _cli("--epochs", "10", "--checkpoint", str(straight))
-    b = _cli("--epochs", "5", "--checkpoint", str(half))  # the two run side by side
+    logs = {name: tmp_path / f"{name}.csv" for name in ("straight", "half")}
+    a = _cli("--epochs", "10", "--checkpoint", str(straight), "--log", str(logs["straight"]))
+    b = _cli("--epochs", "5", "--checkpoint", str(half),  # the two run side by side
+             "--log", str(logs["half"]))
     _finish(a)
     assert "trained 5 epochs" in _finish(b)
-    out = _finish(_cli("--epochs", "10", "--checkpoint", str(half), "--resume"))
+    out = _finish(_cli("--epochs", "10", "--checkpoint", str(half), "--resume",
+                       "--log", str(logs["half"])))
     assert re.search(r"resuming from .*checkpoint_00000005\.npz \(epoch 5\)", out), out
     assert "trained 5 epochs" in out  # epochs 6..10: --epochs counts the total
     want = _saved_state(checkpoint.step_path(straight, 10))
@@ -137,6 +140,11 @@ def test_cli_resume_is_bit_identical(tmp_path):
     assert len(got) == len(want) > 5
     for g, w in zip(got, want):
         assert g.dtype == w.dtype and np.array_equal(g, w)
+    # --log continues on --resume: the same records as the uninterrupted run, seconds aside
+    straight_log, half_log = (read_log(logs[k]) for k in ("straight", "half"))
+    assert half_log["epoch"] == list(range(1, 11))
+    for name in set(straight_log) - {"seconds"}:
+        assert half_log[name] == straight_log[name], name
 
 
 def test_cli_refuses_to_overwrite_a_run(tmp_path, capsys):

@@ -76,7 +76,7 @@ def test_backprop_and_autodiff_train_alike_for_100_steps():
         step = make_train_step(NET, LOSS, opt, grad, l1=1e-4, l2=1e-3)
         params, state = PARAMS, opt.init(PARAMS)
         for _ in range(100):
-            params, state, metrics = step(params, state, X, Y, None)
+            params, state, _metrics = step(params, state, X, Y, None)
         runs[grad.__name__] = params
     assert_trees_close(runs["backprop"], runs["autodiff"], 1e-8, "backprop vs autodiff")
     moved = float(jnp.max(jnp.abs(runs["backprop"][0].w - PARAMS[0].w)))
@@ -99,7 +99,7 @@ def test_step_accepts_optax_optimizers_and_compiles_once():
     params, state = jax.tree_util.tree_map(jnp.copy, PARAMS), opt.init(PARAMS)
     params, state, first = step(params, state, X, Y, jax.random.key(1))
     before = len(COMPILES)
-    for i in range(20):
+    for _i in range(20):
         params, state, metrics = step(params, state, X, Y, jax.random.key(2))
     assert len(COMPILES) == before, "a later step call compiled something new"
     assert float(metrics["loss"]) < float(first["loss"]) - 0.1
@@ -190,7 +190,8 @@ def test_resuming_from_state_counts_epochs_as_totals():
                 key=None)  # the state's key continues
     assert rest.history["epoch"] == [1, 2, 3, 4]
     assert whole.history["train_loss"] == rest.history["train_loss"]
-    for a, b in zip(jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(rest.params)):
+    for a, b in zip(jax.tree_util.tree_leaves(whole.params),
+                    jax.tree_util.tree_leaves(rest.params)):
         assert np.array_equal(np.asarray(a), np.asarray(b))
     # The caller's arrays survive: fit donates only its own copies.
     assert np.isfinite(np.asarray(part.params[0].w)).all()

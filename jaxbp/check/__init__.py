@@ -29,7 +29,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -38,21 +38,15 @@ import numpy as np
 from jaxbp._core import Layer, Loss, check_input_shape
 from jaxbp.check.custom import check_jvp, check_vjp
 from jaxbp.check.diagnose import Context
+from jaxbp.check.hvp import check_hvp
 from jaxbp.check.localize import locate_in_network, locate_layer
-from jaxbp.check.point import (layer_report, loss_report, param_rows, settings, tolerance,
-                               with_forward)
+from jaxbp.check.point import (FD_RTOL, RTOL, STEP, layer_report, loss_report, param_rows,
+                               settings, tolerance, with_forward)
 from jaxbp.check.report import GradientCheckError, GradientReport, LeafCheck, merge
 from jaxbp._validate import fail, non_negative, positive_int, require_layer, require_loss
-from jaxbp.check.witnesses import FULL_FD_MAX, Oracle, cache, oracle, to64, witnesses
+from jaxbp.check.witnesses import (FULL_FD_MAX, Oracle, cache, cast, oracle, precision, to64,
+                                   witnesses)
 from jaxbp.gradients import backprop, objective, penalty_mask
-
-STEP = 1e-6
-"""Default finite-difference step, relative: ``h = STEP · max(1, |θ_i|)``."""
-RTOL = 1e-8
-"""Default tolerance of manual vs autodiff, relative to the largest magnitude in the leaf."""
-FD_RTOL = 1e-6
-"""Default tolerance of a value vs the finite-difference interval (plus estimated round-off)."""
-
 
 def _seed(key) -> tuple[int, jax.Array]:
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
@@ -76,8 +70,10 @@ def _normal(rng: np.random.Generator, shape) -> np.ndarray:
 
 def check_layer(layer: Layer, input_shape=None, *, key=0, params=None, inputs=None,
                 batch_sizes: Sequence[int] = (1, 3), draws: int = 2,
-                input_fn: Callable | None = None, training: bool = False, rtol: float = RTOL,
-                fd_rtol: float = FD_RTOL, step: float = STEP, fd: str = "auto") -> GradientReport:
+                input_fn: Callable | None = None, training: bool = False,
+                rtol: float | None = None, fd_rtol: float | None = None,
+                step: float | None = None, fd: str = "auto",
+                dtype: str = "float64") -> GradientReport:
     """Checks one layer's hand-derived ``backward`` (``dparams`` and ``dx``) at several points.
 
     At each point — ``draws`` random draws for each batch size, or each of ``inputs`` — params
@@ -111,43 +107,45 @@ def check_layer(layer: Layer, input_shape=None, *, key=0, params=None, inputs=No
     if inputs is None and input_shape is None:
         raise ValueError("check_layer: input_shape=None and no inputs= to check at. Fix: give "
                          "input_shape (without the batch axis), e.g. (4,), or explicit inputs=.")
-    tol = tolerance("check_layer", rtol, fd_rtol, step, fd)
+    tol = tolerance("check_layer", rtol, fd_rtol, step, fd, dtype)
     sizes, draws = _sizes("check_layer", batch_sizes, draws)
     seed, init_key = _seed(key)
     rng = np.random.default_rng(seed)
     draw_x = input_fn or _normal
-    with jax.enable_x64(True):
+    with precision(tol.dtype):
         if inputs is not None:
             xs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-            points = [(0, to64(x), f"inputs[{i}]") for i, x in enumerate(xs)]
+            points = [(0, cast(x, tol.dtype), f"inputs[{i}]") for i, x in enumerate(xs)]
             input_shape = tuple(points[0][1].shape[1:])
         else:
             input_shape = check_input_shape("check_layer", input_shape)
-            points = [(d, to64(draw_x(rng, (b, *input_shape))), f"batch {b}, draw {d}")
-                      for d in range(draws) for b in sizes]
-        fixed = None if params is None else to64(params)
+            points = [(d, cast(draw_x(rng, (b, *input_shape)), tol.dtype),
+                       f"batch {b}, draw {d}") for d in range(draws) for b in sizes]
+        fixed = None if params is None else cast(params, tol.dtype)
         reports = []
         for j, (d, x, where) in enumerate(points):
-            p = fixed if fixed is not None else to64(
-                layer.init(jax.random.fold_in(init_key, d), input_shape)[0])
+            p = fixed if fixed is not None else cast(
+                layer.init(jax.random.fold_in(init_key, d), input_shape)[0], tol.dtype)
             fkey = jax.random.fold_in(init_key, 100_000 + j) if training else None
-            y = jax.eval_shape(lambda p_, x_: layer.forward(p_, x_, key=fkey)[0], p, x)
-            dy = jax.device_put(rng.standard_normal(y.shape))
+            y = jax.eval_shape(lambda p_, x_, k_=fkey: layer.forward(p_, x_, key=k_)[0], p, x)
+            dy = cast(rng.standard_normal(y.shape), tol.dtype)
             rep = layer_report(layer, p, x, dy, fkey, tol=tol, where=where,
                                prefix="layers" if layer.sublayers else "")
             reports.append(locate_layer(layer, p, x, dy, fkey, tol, rep))
     what = (f"{len(points)} explicit input(s)" if inputs is not None else
             f"{len(points)} points: batch {', '.join(map(str, sizes))} × {draws} draw(s)")
     return merge(reports, layer.name, settings(tol, what, max(
-        x.size + sum(v.size for v in jax.tree_util.tree_leaves(layer.init(
-            jax.random.key(0), input_shape)[0] if fixed is None else fixed)) for _, x, _ in points)))
+        x.size + sum(v.size for v in jax.tree_util.tree_leaves(
+            layer.init(jax.random.key(0), input_shape)[0] if fixed is None else fixed))
+        for _, x, _ in points)))
 
 
 def check_loss(loss: Loss, pred_shape=None, *, key=0, y_pred=None, y_true=None,
                batch_sizes: Sequence[int] = (1, 3), draws: int = 2,
                pred_fn: Callable | None = None, target_fn: Callable | None = None,
-               rtol: float = RTOL, fd_rtol: float = FD_RTOL, step: float = STEP,
-               fd: str = "auto") -> GradientReport:
+               rtol: float | None = None, fd_rtol: float | None = None,
+               step: float | None = None, fd: str = "auto",
+               dtype: str = "float64") -> GradientReport:
     """Checks a loss's hand-derived ``grad`` against ``jax.grad`` of its ``value`` and finite
     differences, at ``y_pred``/``y_true`` if given, else at random draws.
 
@@ -167,20 +165,21 @@ def check_loss(loss: Loss, pred_shape=None, *, key=0, y_pred=None, y_true=None,
       fd: see :func:`check_layer`.
     """
     require_loss("check_loss", loss)
-    tol = tolerance("check_loss", rtol, fd_rtol, step, fd)
+    tol = tolerance("check_loss", rtol, fd_rtol, step, fd, dtype)
     sizes, draws = _sizes("check_loss", batch_sizes, draws)
     seed, _ = _seed(key)
     rng = np.random.default_rng(seed)
-    with jax.enable_x64(True):
+    with precision(tol.dtype):
         if y_pred is not None:
-            points = [(to64(y_pred), to64(y_true), "given y_pred")]
+            points = [(cast(y_pred, tol.dtype), cast(y_true, tol.dtype), "given y_pred")]
         else:
             shape = check_input_shape("check_loss", pred_shape)
             points = []
             for d in range(draws):
                 for b in sizes:
                     p = (pred_fn or _normal)(rng, (b, *shape))
-                    points.append((to64(p), to64((target_fn or _normal)(rng, np.shape(p))),
+                    t = (target_fn or _normal)(rng, np.shape(p))
+                    points.append((cast(p, tol.dtype), cast(t, tol.dtype),
                                    f"batch {b}, draw {d}"))
         reports = [loss_report(loss, p, t, tol=tol, where=w) for p, t, w in points]
     return merge(reports, loss.name, settings(tol, f"{len(points)} point(s)",
@@ -189,15 +188,17 @@ def check_loss(loss: Loss, pred_shape=None, *, key=0, y_pred=None, y_true=None,
 
 def check_gradients(net: Layer, loss: Loss, params, x, y, *, l1: float = 0.0, l2: float = 0.0,
                     regularize=None, grad_fn: Callable | None = None, key=None,
-                    localize: bool = True, rtol: float = RTOL, fd_rtol: float = FD_RTOL,
-                    step: float = STEP, fd: str = "auto") -> GradientReport:
+                    localize: bool = True, rtol: float | None = None,
+                    fd_rtol: float | None = None, step: float | None = None, fd: str = "auto",
+                    dtype: str = "float64") -> GradientReport:
     """Checks a network's hand-derived gradient of ``J = loss(net(params, x), y) + penalty``.
 
     The manual witness is ``grad_fn(params, x, y)`` — by default ``bp.backprop(net, loss, l1=,
     l2=)`` — compared with ``jax.grad`` of ``bp.objective`` on every parameter, and with finite
     differences of it over every parameter (``fd="full"``, the default up to ``FULL_FD_MAX``
-    parameters) or at sampled elements and random directions (``fd="sampled"``). On failure the loss and then each layer, in backward order, are checked
-    on their own at their actual inputs and cotangents; the first that fails is the location.
+    parameters) or at sampled elements and random directions (``fd="sampled"``). On failure the
+    loss and then each layer, in backward order, are checked on their own at their actual inputs
+    and cotangents; the first that fails is the location.
 
     Args:
       net: the network (a :class:`~jaxbp.Layer`, usually a ``serial``).
@@ -218,14 +219,14 @@ def check_gradients(net: Layer, loss: Loss, params, x, y, *, l1: float = 0.0, l2
     """
     require_layer("check_gradients", net, "net", "bp.serial(...)")
     require_loss("check_gradients", loss)
-    tol = tolerance("check_gradients", rtol, fd_rtol, step, fd)
+    tol = tolerance("check_gradients", rtol, fd_rtol, step, fd, dtype)
     l1 = non_negative("check_gradients", "l1", l1, "l1=1e-4")
     l2 = non_negative("check_gradients", "l2", l2, "l2=1e-4")
     # Reused across calls with the same network, loss and options (compiled once per shape).
     net_oracle = _network_oracle(net, loss, l1, l2, grad_fn, regularize, key)
     prefix = "layers" if net.sublayers else ""
-    with jax.enable_x64(True):
-        params, x, y = to64(params), to64(x), to64(y)
+    with precision(tol.dtype):
+        params, x, y = (cast(v, tol.dtype) for v in (params, x, y))
         manual, auto, fds = witnesses(net_oracle, params, (x, y), step=tol.step, fd=tol.fd)
         leaves = jax.tree_util.tree_leaves_with_path(params)
         mask = jax.tree_util.tree_leaves(penalty_mask(params, regularize))
@@ -282,6 +283,6 @@ def assert_gradients_match(net: Layer, loss: Loss, params, x, y, **options) -> G
     return check_gradients(net, loss, params, x, y, **options).raise_if_failed()
 
 
-__all__ = ["FD_RTOL", "FULL_FD_MAX", "RTOL", "STEP", "GradientCheckError", "GradientReport", "LeafCheck",
-           "assert_gradients_match", "backprop_vs_autodiff", "check_gradients", "check_jvp",
-           "check_layer", "check_loss", "check_vjp"]
+__all__ = ["FD_RTOL", "FULL_FD_MAX", "RTOL", "STEP", "GradientCheckError", "GradientReport",
+           "LeafCheck", "assert_gradients_match", "backprop_vs_autodiff", "check_gradients",
+           "check_hvp", "check_jvp", "check_layer", "check_loss", "check_vjp"]

@@ -27,7 +27,7 @@ from jaxbp.check.diagnose import Context
 from jaxbp.check.point import rows, settings, tolerance, with_forward
 from jaxbp.check.report import GradientReport
 from jaxbp.check.rule_shapes import cotangent_leaves, tangent_shapes
-from jaxbp.check.witnesses import is_float, oracle, to64, witnesses
+from jaxbp.check.witnesses import cast, is_float, oracle, precision, witnesses
 
 def _name(f) -> str:
     return getattr(getattr(f, "fun", f), "__name__", type(f).__name__)
@@ -57,14 +57,15 @@ def _check(where, kind, fun, custom, manual_vjp, args, key, cotangent, tol, vali
     """The shared body of :func:`check_vjp` and :func:`check_jvp`."""
     seed = int(key) if isinstance(key, (int, np.integer)) else 0
     rng = np.random.default_rng(seed)
-    with jax.enable_x64(True):
-        args = to64(tuple(args))
+    with precision(tol.dtype):
+        args = cast(tuple(args), tol.dtype)
         flat, treedef = jax.tree_util.tree_flatten(args)
         paths = ["args" + jax.tree_util.keystr(p)
                  for p, _ in jax.tree_util.tree_flatten_with_path(args)[0]]
         floats = [i for i, v in enumerate(flat) if is_float(v)]
         out_shapes = jax.eval_shape(fun, *args)
-        ct = (to64(cotangent) if cotangent is not None else _draw_cotangent(rng, out_shapes))
+        ct = cast(cotangent if cotangent is not None else _draw_cotangent(rng, out_shapes),
+                  tol.dtype)
         validate(args, out_shapes)
 
         def rebuild(primal):
@@ -93,12 +94,12 @@ def _check(where, kind, fun, custom, manual_vjp, args, key, cotangent, tol, vali
         try:
             jax.eval_shape(jax.grad(lambda p: value(fun, p, ct)), primal)
             scalar = lambda p, c: value(fun, p, c)  # noqa: E731
-        except Exception as e:  # noqa: BLE001 — not differentiable: FD is the reference
+        except Exception as e:
             scalar = lambda p, c: value(custom, p, c)  # noqa: E731
             note = (f"; autodiff of the primal unavailable ({type(e).__name__}): manual is "
                     f"checked against finite differences only")
         orc = oracle(scalar, manual)
-        (mag, man), auto, fds = witnesses(orc, primal, ct, step=tol.step, fd=tol.fd,
+        (_mag, man), auto, fds = witnesses(orc, primal, ct, step=tol.step, fd=tol.fd,
                                           magnitude=lambda m: m[0], grads=lambda m: m[1],
                                           seed=seed)
         out, forward = with_forward(
@@ -106,12 +107,13 @@ def _check(where, kind, fun, custom, manual_vjp, args, key, cotangent, tol, vali
                                [Context()] * len(floats), trust), orc, primal, ct)
         n = sum(int(np.size(v)) for v in primal)
         head = settings(tol, f"{n} elements", n).replace("manual backward", f"manual ({kind})")
-        return GradientReport(f"custom_{kind} rule of {_name(custom)}", tuple(out), settings=head + note,
-                              forward=forward)
+        return GradientReport(f"custom_{kind} rule of {_name(custom)}", tuple(out),
+                              settings=head + note, forward=forward)
 
 
-def check_vjp(f, *args, vjp=None, key=0, cotangent=None, rtol: float = 1e-8,
-              fd_rtol: float = 1e-6, step: float = 1e-6, fd: str = "auto") -> GradientReport:
+def check_vjp(f, *args, vjp=None, key=0, cotangent=None, rtol: float | None = None,
+              fd_rtol: float | None = None, step: float | None = None, fd: str = "auto",
+              dtype: str = "float64") -> GradientReport:
     """Checks a ``jax.custom_vjp`` rule (or an explicit ``vjp``) at ``args``.
 
     Args:
@@ -122,7 +124,8 @@ def check_vjp(f, *args, vjp=None, key=0, cotangent=None, rtol: float = 1e-8,
         instead of ``f``'s own rule.
       key: an int seed for the cotangent (and the sampled elements).
       cotangent: the output cotangent to use (default standard normal).
-      rtol, fd_rtol, step, fd: as in :func:`jaxbp.check_layer`.
+      rtol, fd_rtol, step, fd, dtype: as in :func:`jaxbp.check_layer` (``dtype="float32"``
+        checks a rule written for float32 only, in float32).
 
     Returns:
       A :class:`~jaxbp.GradientReport` with one row per float leaf of ``args``.
@@ -132,7 +135,7 @@ def check_vjp(f, *args, vjp=None, key=0, cotangent=None, rtol: float = 1e-8,
         the wrong structure or dtype (the leaf named).
       ValueError: the rule returns a cotangent of the wrong shape (the leaf named).
     """
-    where, tol, fun = _start("vjp", jax.custom_vjp, f, vjp, (rtol, fd_rtol, step, fd),
+    where, tol, fun = _start("vjp", jax.custom_vjp, f, vjp, (rtol, fd_rtol, step, fd, dtype),
                              "vjp=lambda x, ct: (ct * 2 * x,)")
     nondiff = tuple(getattr(f, "nondiff_argnums", ())) if vjp is None else ()
     custom = f
@@ -154,8 +157,9 @@ def check_vjp(f, *args, vjp=None, key=0, cotangent=None, rtol: float = 1e-8,
                   lambda a, o: None)
 
 
-def check_jvp(f, *args, jvp=None, key=0, cotangent=None, rtol: float = 1e-8,
-              fd_rtol: float = 1e-6, step: float = 1e-6, fd: str = "auto") -> GradientReport:
+def check_jvp(f, *args, jvp=None, key=0, cotangent=None, rtol: float | None = None,
+              fd_rtol: float | None = None, step: float | None = None, fd: str = "auto",
+              dtype: str = "float64") -> GradientReport:
     """Checks a ``jax.custom_jvp`` rule (or an explicit ``jvp``) at ``args``.
 
     The tangent rule ``jvp(primals, tangents) -> (primal_out, tangent_out)`` is linear in the
@@ -167,9 +171,9 @@ def check_jvp(f, *args, jvp=None, key=0, cotangent=None, rtol: float = 1e-8,
       f: a ``jax.custom_jvp`` function; or any function when ``jvp`` is given.
       *args: the point (arbitrary pytrees).
       jvp: ``jvp(primals, tangents) -> (primal_out, tangent_out)``, as for ``defjvp``.
-      key, cotangent, rtol, fd_rtol, step, fd: as in :func:`check_vjp`.
+      key, cotangent, rtol, fd_rtol, step, fd, dtype: as in :func:`check_vjp`.
     """
-    where, tol, fun = _start("jvp", jax.custom_jvp, f, jvp, (rtol, fd_rtol, step, fd),
+    where, tol, fun = _start("jvp", jax.custom_jvp, f, jvp, (rtol, fd_rtol, step, fd, dtype),
                              "jvp=lambda p, t: (fun(*p), 2 * p[0] * t[0])")
     rule = f.jvp if jvp is None else jvp
     custom = f

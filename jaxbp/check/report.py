@@ -12,8 +12,8 @@ import dataclasses
 import numpy as np
 
 from jaxbp.check.rules import ForwardInfo
-from jaxbp.check.verdicts import (AGREE, ALL_DIFFER, ALONG, AUTO_OFF, DERIVATION, FAIL, FD_ONLY,
-                                  FD_PRECISION, KINK, KINK_AUTO, KINK_MULTI, KINK_OUTSIDE,
+from jaxbp.check.verdicts import (AGREE, ALL_DIFFER, ALONG, AUTO_OFF, COARSE, DERIVATION, FAIL,
+                                  FD_ONLY, FD_PRECISION, KINK, KINK_AUTO, KINK_MULTI, KINK_OUTSIDE,
                                   NOT_FINITE, OK, SHARED, SMALL, UNVERIFIED, WARN, Directional,
                                   FiniteDiff, LeafCheck, Status, compare_leaf)
 
@@ -41,7 +41,7 @@ class GradientReport:
     subject: str
     rows: tuple[LeafCheck, ...]
     location: str | None = None
-    local: "GradientReport | None" = None
+    local: GradientReport | None = None
     settings: str = ""
     forward: ForwardInfo | None = None
 
@@ -57,7 +57,8 @@ class GradientReport:
 
     @property
     def hints(self) -> tuple[str, ...]:
-        """Hints of the located layer's failing leaves (or of this report's), most specific first."""
+        """Hints of the located layer's failing leaves (or of this report's), most specific
+        first."""
         src = self.local if self.local is not None and self.local.failures else self
         return tuple(f"{r.path}: {r.hint}" for r in src.failures if r.hint)
 
@@ -68,8 +69,9 @@ class GradientReport:
                 return r
         raise KeyError(f"no row {path!r}; rows are {[r.path for r in self.rows]}")
 
-    def raise_if_failed(self) -> "GradientReport":
-        """Raises :class:`GradientCheckError` with the table if any leaf fails; else returns self."""
+    def raise_if_failed(self) -> GradientReport:
+        """Raises :class:`GradientCheckError` with the table if any leaf fails; else returns
+        self."""
         if not self.ok:
             raise GradientCheckError("\n" + str(self))
         return self
@@ -128,7 +130,7 @@ def merge(reports: list[GradientReport], subject: str, settings: str) -> Gradien
                           located.local if located else None, settings, forward)
 
 
-__all__ = ["AGREE", "ALL_DIFFER", "ALONG", "AUTO_OFF", "DERIVATION", "FAIL", "FD_ONLY",
+__all__ = ["AGREE", "ALL_DIFFER", "ALONG", "AUTO_OFF", "COARSE", "DERIVATION", "FAIL", "FD_ONLY",
            "FD_PRECISION", "KINK", "KINK_AUTO", "KINK_MULTI", "KINK_OUTSIDE", "NOT_FINITE", "OK",
            "SHARED", "SMALL", "UNVERIFIED", "WARN", "Directional", "FiniteDiff",
            "GradientCheckError", "GradientReport", "LeafCheck", "Status", "compare_leaf",

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxbp._core import same_treedef
+
 
 def _leaf_error(where, what, path, got, want) -> None:
     g_shape, w_shape = tuple(np.shape(got)), tuple(np.shape(want))
@@ -24,7 +26,7 @@ def _leaf_error(where, what, path, got, want) -> None:
     g_dtype, w_dtype = jnp.result_type(got), jnp.result_type(want)
     if g_dtype != w_dtype:
         raise TypeError(f"{where}: the rule's {what} for {path} has dtype {g_dtype}, but "
-                        f"{path} is {w_dtype} (the check runs in float64). Fix: compute it in "
+                        f"{path} is {w_dtype} (the dtype the check runs in). Fix: compute it in "
                         f"the primal's dtype, e.g. g.astype(x.dtype).")
 
 
@@ -49,7 +51,7 @@ def cotangent_leaves(where: str, cts, args: tuple, paths: list[str]) -> list:
                     for a in arg_leaves]
             continue
         ct_leaves, ct_tree = jax.tree_util.tree_flatten(ct, is_leaf=lambda v: v is None)
-        if ct_tree != arg_tree:
+        if not same_treedef(ct_tree, arg_tree):
             raise TypeError(f"{where}: the rule's cotangent for args[{i}] has structure "
                             f"{ct_tree}, but args[{i}] has {arg_tree}. Fix: return the same "
                             f"pytree (dict keys, NamedTuple type) as the argument.")
@@ -81,7 +83,7 @@ def tangent_shapes(where: str, rule, args: tuple, out_shapes, nondiff: tuple = (
              for p, _ in jax.tree_util.tree_flatten_with_path(out_shapes)[0]]
     for what, part in (("primal output", got[0]), ("tangent output", got[1])):
         leaves, tree = jax.tree_util.tree_flatten(part)
-        if tree != out_tree:
+        if not same_treedef(tree, out_tree):
             raise TypeError(f"{where}: the rule's {what} has structure {tree}, but f returns "
                             f"{out_tree}. Fix: return the same pytree as f.")
         for name, g, w in zip(names, leaves, out_leaves):

@@ -102,7 +102,10 @@ def _walk(jaxpr, found: dict, library: dict, dtypes: set, counts: list) -> None:
 def inspect_function(fn, *args) -> ForwardInfo:
     """Traces ``fn(*args)`` (no compile, no run) and walks its jaxpr; see :class:`ForwardInfo`."""
     closed = jax.make_jaxpr(fn)(*args)
-    found, library, dtypes, counts = {}, {}, set(), [0]
+    found: dict[str, None] = {}  # dicts as ordered sets
+    library: dict[str, None] = {}
+    dtypes: set[str] = set()
+    counts = [0]
     _walk(closed.jaxpr, found, library, dtypes, counts)
     return ForwardInfo(tuple(found), tuple(library), tuple(sorted(dtypes)), counts[0])
 

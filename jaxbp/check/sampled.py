@@ -11,8 +11,8 @@ row). Finite differences, the third witness, are then taken only
   leaf's ``n`` elements, ``r_i = ±1`` (a hash of the element index and a seed),
   ``h_i = step · max(1, |θ_i|)``, and ``v = s / step`` (so ``|v| ≈ 1`` and the curvature term
   ``step · vᵀHv`` of the one-sided differences stays small), the central difference
-  ``(f(θ + s) − f(θ − s)) / 2 step`` against ``<grad, v>``. A wrong rule that manual and autodiff share shows there even when it is wrong
-  at one element only.
+  ``(f(θ + s) − f(θ − s)) / 2 step`` against ``<grad, v>``. A wrong rule that manual and
+  autodiff share shows there even when it is wrong at one element only.
 
 So the cost is O(leaves) evaluations of ``f``, in one compiled call (``lax.map`` over the
 perturbations, :data:`BATCH` at a time, each a scatter-free masked update of the flattened
@@ -39,8 +39,6 @@ DIRECTIONS = 2
 BATCH = 8
 """Perturbations evaluated together (``vmap``) inside the ``lax.map``."""
 
-_EPS = float(np.finfo(np.float64).eps)
-
 
 class Specs(NamedTuple):
     """The perturbations of one sampled check, one entry each (int arrays): a perturbation
@@ -53,14 +51,14 @@ class Specs(NamedTuple):
     stop: np.ndarray
 
 
-def _signs(index, seed, xp):
+def _signs(index, seed, xp, dtype):
     """``±1`` per element index: a multiply-xorshift hash of ``(index, seed)`` (uint32)."""
     z = (index.astype(xp.uint32) * xp.uint32(0x9E3779B1)) ^ (seed.astype(xp.uint32)
                                                               * xp.uint32(0x85EBCA77))
     z = z ^ (z >> xp.uint32(15))
     z = z * xp.uint32(0x2C1B3C6D)
     z = z ^ (z >> xp.uint32(12))
-    return 1.0 - 2.0 * ((z >> xp.uint32(7)) & xp.uint32(1)).astype(xp.float64)
+    return 1.0 - 2.0 * ((z >> xp.uint32(7)) & xp.uint32(1)).astype(dtype)
 
 
 def sampled_fd(fn):
@@ -78,7 +76,8 @@ def sampled_fd(fn):
             seed, start, stop = spec
             mask = (index >= start) & (index < stop)
             root = jnp.sqrt((stop - start).astype(flat.dtype))
-            r = jnp.where(seed < 0, 1.0, _signs(index, jnp.maximum(seed, 0), jnp) / root)
+            signs = _signs(index, jnp.maximum(seed, 0), jnp, flat.dtype)
+            r = jnp.where(seed < 0, 1.0, signs / root)
             s = jnp.where(mask, h * r, 0.0)
             plus, minus = flat + s, flat - s
             up, down = plus - flat, flat - minus
@@ -103,26 +102,32 @@ def choose(manual_leaves, auto_leaves, rng: np.random.Generator) -> list[np.ndar
             continue
         diff = np.abs(m - a) if m.shape == a.shape else np.zeros(n)
         diff = np.where(np.isfinite(diff), diff, np.inf)
-        picks = []
+        picks: list[int] = []
         for score, k in ((diff, WORST), (np.abs(a), LARGEST)):
             top = np.argsort(-score, kind="stable")[:k]
             picks.extend(int(i) for i in top if score[i] > 0)
         picks.extend(int(i) for i in rng.choice(n, min(RANDOM, n), replace=False))
-        out.append(np.unique(np.asarray(picks, int)))
+        out.append(np.unique(np.asarray(picks, np.int_)))
     return out
 
 
 def specs_for(sizes, chosen, seed: int) -> tuple[Specs, int]:
     """The perturbation table (padded to a multiple of :data:`BATCH`, so compiles are reused)
     and the number of real entries: per leaf its chosen elements, then its directions."""
-    seeds, starts, stops, offset = [], [], [], 0
+    seeds: list[int] = []
+    starts: list[int] = []
+    stops: list[int] = []
+    offset = 0
     for j, (size, idx) in enumerate(zip(sizes, chosen)):
         for i in idx:
-            seeds.append(-1), starts.append(offset + i), stops.append(offset + i + 1)
+            seeds.append(-1)
+            starts.append(offset + i)
+            stops.append(offset + i + 1)
         if size > 1:
             for d in range(DIRECTIONS):
                 seeds.append((seed * 7919 + 131 * j + d) % (2**31 - 1))
-                starts.append(offset), stops.append(offset + size)
+                starts.append(offset)
+                stops.append(offset + size)
         offset += size
     n = len(seeds)
     pad = max(BATCH, -(-n // BATCH) * BATCH)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -75,6 +75,9 @@ ALL_DIFFER = ("all three disagree → derivation error (autodiff also differs fr
 NOT_FINITE = "manual gradient is NaN or inf → derivation error"
 UNVERIFIED = ("manual and autodiff differ at elements without finite differences (sampled "
               "mode checked the worst of them) → fd='full' to check every element")
+COARSE = ("manual and autodiff differ by more than rtol, and finite differences in this narrow "
+          "dtype are too coarse to decide between them → derivation error (or round-off "
+          "beyond rtol: check in float64 if the code allows)")
 ALONG = "along random directions v, <grad, v> vs (f(θ+hv) - f(θ-hv))/2h: "
 """Prefix of a verdict reached by a directional derivative rather than at one element."""
 
@@ -150,9 +153,11 @@ class _Judged(NamedTuple):
     verdicts: dict
 
 
-def _judge(m, a, fd, checked, scale, rtol, fd_rtol, trust_fd) -> _Judged:
+def _judge(m, a, fd, checked, scale, rtol, fd_rtol, trust_fd, narrow=False) -> _Judged:
     """Element-wise masks of the rules of the module docstring (``fd`` central/forward/backward/
-    noise arrays shaped like ``m``, NaN where not ``checked``)."""
+    noise arrays shaped like ``m``, NaN where not ``checked``). ``narrow`` (a check in float32 or
+    bfloat16): finite differences whose round-off exceeds the manual-vs-autodiff gap cannot
+    vouch for manual."""
     finite = np.isfinite(m)
     lo = np.where(checked, np.minimum(fd.forward, fd.backward), -np.inf)
     hi = np.where(checked, np.maximum(fd.forward, fd.backward), np.inf)
@@ -161,6 +166,10 @@ def _judge(m, a, fd, checked, scale, rtol, fd_rtol, trust_fd) -> _Judged:
     ma = diff <= rtol * scale
     dist_m = np.maximum(np.maximum(lo - m, m - hi), 0.0)
     mf = dist_m <= tol
+    coarse = np.zeros(m.shape, bool)
+    if narrow:
+        coarse = checked & ~ma & (fd.noise >= diff)
+        mf = mf & ~coarse
     dist_a = np.maximum(np.maximum(lo - a, a - hi), 0.0)
     af = dist_a <= tol
     with np.errstate(invalid="ignore"):
@@ -174,7 +183,7 @@ def _judge(m, a, fd, checked, scale, rtol, fd_rtol, trust_fd) -> _Judged:
                     | (shared & ~trust_fd))
     err = np.where(finite, np.maximum(diff, np.where(checked, dist_m, 0.0)), np.inf)
     masks = dict(finite=finite, ma=ma, mf=mf, af=af, kink=kink, shared=shared,
-                 unverified=unverified)
+                 unverified=unverified, coarse=coarse)
     return _Judged(fail, warn, err, np.where(checked, dist_m, 0.0), masks)
 
 
@@ -182,7 +191,7 @@ def _verdict(j: _Judged, at, trust_fd: bool) -> tuple[Status, str]:
     v = {k: bool(mask[at]) for k, mask in j.verdicts.items()}
     if j.fail[at]:
         return FAIL, (NOT_FINITE if not v["finite"] else SHARED if v["ma"] else
-                      DERIVATION if v["af"] else ALL_DIFFER)
+                      COARSE if v["coarse"] else DERIVATION if v["af"] else ALL_DIFFER)
     if j.warn[at]:
         return WARN, (KINK_OUTSIDE if v["kink"] else UNVERIFIED if v["unverified"] else
                       (FD_ONLY if trust_fd or not v["shared"] else FD_PRECISION) if v["ma"] else
@@ -199,10 +208,13 @@ def _worst(j: _Judged, checked: np.ndarray) -> int:
 
 
 def compare_leaf(path: str, manual, autodiff, fd: FiniteDiff, *, rtol: float, fd_rtol: float,
-                 where: str = "", trust_fd: bool = True) -> LeafCheck:
+                 where: str = "", trust_fd: bool = True, narrow: bool = False) -> LeafCheck:
     """Compares the three witnesses on one leaf and returns its row (without a hint).
 
-    ``trust_fd=False`` (a function computing in float32) turns :data:`SHARED` into a warning.
+    ``trust_fd=False`` (a function computing in a dtype narrower than the check's) turns
+    :data:`SHARED` into a warning; ``narrow=True`` (a check in float32 or bfloat16) fails a
+    manual-vs-autodiff gap that the finite differences are too coarse to resolve
+    (:data:`COARSE`).
     """
     m = np.asarray(manual, np.float64)
     a = np.asarray(autodiff, np.float64)
@@ -214,21 +226,23 @@ def compare_leaf(path: str, manual, autodiff, fd: FiniteDiff, *, rtol: float, fd
     scale = max(np.max(np.abs(np.where(finite, m, 0.0)), initial=0.0),
                 np.max(np.abs(a), initial=0.0), 1e-300)
     checked = np.ones(m.shape, bool) if fd.checked is None else np.asarray(fd.checked)
-    j = _judge(m, a, fd, checked, scale, rtol, fd_rtol, trust_fd)
+    j = _judge(m, a, fd, checked, scale, rtol, fd_rtol, trust_fd, narrow)
     flat = _worst(j, checked) if m.size else 0
-    index = tuple(int(i) for i in np.unravel_index(flat, m.shape)) if m.size else ()
+    index: tuple[int, ...] | None = (tuple(int(i) for i in np.unravel_index(flat, m.shape))
+                                     if m.size else ())
     diff = np.abs(m - a)
     finite_diff = np.where(np.isfinite(diff), diff, np.inf)
     kinks = int(np.sum(j.verdicts["kink"]))
-    row = dict(max_abs_err=float(np.max(finite_diff, initial=0.0)),
-               max_rel_err=float(np.max(finite_diff, initial=0.0) / scale),
-               fd_err=float(np.max(np.where(finite, j.dist, np.inf), initial=0.0) / scale),
-               kinks=kinks, where=where)
+    row: dict[str, Any] = dict(max_abs_err=float(np.max(finite_diff, initial=0.0)),
+                               max_rel_err=float(np.max(finite_diff, initial=0.0) / scale),
+                               fd_err=float(np.max(np.where(finite, j.dist, np.inf),
+                                                   initial=0.0) / scale),
+                               kinks=kinks, where=where)
     if not m.size:
         return LeafCheck(path, m.shape, OK, AGREE, index=index, **row)
     status, verdict = _verdict(j, index, trust_fd)
-    values = dict(manual=float(m[index]), autodiff=float(a[index]),
-                  finite_diff=float(fd.central[index]))
+    values: dict[str, Any] = dict(manual=float(m[index]), autodiff=float(a[index]),
+                                  finite_diff=float(fd.central[index]))
     if status == OK:
         ma, mf, af, kink = (j.verdicts[k] for k in ("ma", "mf", "af", "kink"))
         verdict = (KINK_MULTI if np.any(kink & ~mf) else KINK_AUTO if np.any(kink & ~af) else
@@ -239,7 +253,8 @@ def compare_leaf(path: str, manual, autodiff, fd: FiniteDiff, *, rtol: float, fd
     if d is not None and len(d.manual) and RANK[status] < RANK[FAIL]:
         dm, da = np.asarray(d.manual), np.asarray(d.autodiff)
         d_scale = max(np.max(np.abs(dm)), np.max(np.abs(da)), 1e-300)
-        jd = _judge(dm, da, d, np.ones(dm.shape, bool), d_scale, rtol, fd_rtol, trust_fd)
+        jd = _judge(dm, da, d, np.ones(dm.shape, bool), d_scale, rtol, fd_rtol, trust_fd,
+                    narrow)
         k = _worst(jd, np.ones(dm.shape, bool))
         d_status, d_verdict = _verdict(jd, k, trust_fd)
         if RANK[d_status] > RANK[status]:
@@ -250,7 +265,7 @@ def compare_leaf(path: str, manual, autodiff, fd: FiniteDiff, *, rtol: float, fd
     return LeafCheck(path, m.shape, status, verdict, index=index, **values, **row)
 
 
-__all__ = ["AGREE", "ALL_DIFFER", "ALONG", "AUTO_OFF", "DERIVATION", "FAIL", "FD_ONLY",
+__all__ = ["AGREE", "ALL_DIFFER", "ALONG", "AUTO_OFF", "COARSE", "DERIVATION", "FAIL", "FD_ONLY",
            "FD_PRECISION", "KINK", "KINK_AUTO", "KINK_MULTI", "KINK_OUTSIDE", "NOT_FINITE", "OK",
            "RANK", "SHARED", "SHARED_WIDEN", "SMALL", "UNVERIFIED", "WARN", "Directional",
            "FiniteDiff", "LeafCheck", "Status", "compare_leaf"]

@@ -10,7 +10,8 @@ dominated by XLA compile time, so everything for the first chunk is one compiled
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple
+from typing import NamedTuple
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -28,18 +29,35 @@ def is_float(a) -> bool:
     return a is not None and jnp.issubdtype(jnp.result_type(a), jnp.floating)
 
 
-def to64(tree):
-    """Floating leaves to float64 (call inside the x64 context); other leaves as arrays.
+def cast(tree, dtype):
+    """Floating leaves to ``dtype`` (call inside :func:`precision`); other leaves as arrays.
 
     Through NumPy and ``device_put``: an eager JAX cast (even ``jnp.asarray``) compiles once
     per shape.
     """
-    def cast(a):
+    def one(a):
         if isinstance(a, jax.Array) and not is_float(a):
             return a
-        return jax.device_put(np.asarray(a, np.float64) if is_float(a) else np.asarray(a))
+        return jax.device_put(np.asarray(a, jnp.dtype(dtype)) if is_float(a) else np.asarray(a))
 
-    return jax.tree_util.tree_map(cast, tree)
+    return jax.tree_util.tree_map(one, tree)
+
+
+def to64(tree):
+    """Floating leaves to float64 (call inside the x64 context); other leaves as arrays."""
+    return cast(tree, np.float64)
+
+
+def precision(dtype):
+    """The context a check in ``dtype`` runs in: x64 on for float64, off for a narrower dtype
+    (as the user's own float32 code runs: ``jnp.zeros(n)`` is float32 there, not float64)."""
+    return jax.enable_x64(jnp.dtype(dtype) == jnp.float64)
+
+
+def float_dtype(leaves) -> np.dtype:
+    """The floating dtype a check computes in: the first floating leaf's, else float64."""
+    return next((jnp.dtype(jnp.result_type(v)) for v in leaves if is_float(v)),
+                np.dtype(np.float64))
 
 
 # --------------------------------------------------------------------------------------
@@ -97,10 +115,11 @@ def oracle(fn: Callable, extra: Callable) -> Oracle:
     def manual_autodiff_and_fd(primal, aux, idx, up, down):
         return manual_and_autodiff(primal, aux), fd_chunk(primal, aux, idx, up, down)
 
-    quick = dict(compiler_options=_QUICK_COMPILE)
-    return Oracle(manual_autodiff_and_fd=jax.jit(manual_autodiff_and_fd, **quick),
-                  manual_and_autodiff=jax.jit(manual_and_autodiff, **quick),
-                  fd_chunk=jax.jit(fd_chunk), fd_chunk_quick_compile=jax.jit(fd_chunk, **quick),
+    quick = _QUICK_COMPILE
+    return Oracle(manual_autodiff_and_fd=jax.jit(manual_autodiff_and_fd, compiler_options=quick),
+                  manual_and_autodiff=jax.jit(manual_and_autodiff, compiler_options=quick),
+                  fd_chunk=jax.jit(fd_chunk),
+                  fd_chunk_quick_compile=jax.jit(fd_chunk, compiler_options=quick),
                   fd_sampled=sampled_fd(fn), fn=fn)
 
 
@@ -133,47 +152,56 @@ def witnesses(oracle: Oracle, primal, aux, *, step: float, magnitude: Callable =
     leaves of ``manual``), used to choose the sampled elements.
     """
     leaves = jax.tree_util.tree_leaves(primal)  # the order ravel_pytree flattens in
-    theta = np.concatenate([np.asarray(v, np.float64).ravel() for v in leaves] or [np.zeros(0)])
+    dtype = float_dtype(leaves)
+    eps = float(jnp.finfo(dtype).eps)
+    theta = np.concatenate([np.asarray(v, dtype).ravel() for v in leaves] or [np.zeros(0, dtype)])
     n = theta.size
-    h = step * np.maximum(1.0, np.abs(theta))
-    up, down = (theta + h) - theta, theta - (theta - h)  # steps exactly representable
+    h = (step * np.maximum(1.0, np.abs(theta.astype(np.float64)))).astype(dtype)
+    up = ((theta + h) - theta).astype(np.float64)  # the steps exactly as taken in dtype
+    down = (theta - (theta - h)).astype(np.float64)
+    theta = theta.astype(np.float64)
     if fd == "sampled" or (fd == "auto" and n > FULL_FD_MAX):
         return _sampled(oracle, primal, aux, leaves, theta, up, down, step, magnitude,
-                        grads or jax.tree_util.tree_leaves, seed)
+                        grads or jax.tree_util.tree_leaves, seed, eps)
+    steps = lambda v: v.astype(dtype)  # noqa: E731 — passed in the primal's own dtype
     size = 1
     while size < min(n, _MAX_CHUNK, max(1, _MAX_CHUNK_FLOATS // max(n, 1))):
         size *= 2
     plus, minus = np.empty(n), np.empty(n)
     if n <= size:  # one chunk: a single compiled call does everything
         idx = np.minimum(np.arange(size), max(n - 1, 0))
-        (manual, f0, auto), (fp, fm) = oracle.manual_autodiff_and_fd(primal, aux, idx, up[idx],
-                                                                     down[idx])
+        (manual, f0, auto), (fp, fm) = oracle.manual_autodiff_and_fd(
+            primal, aux, idx, steps(up[idx]), steps(down[idx]))
         plus[:], minus[:] = np.asarray(fp)[:n], np.asarray(fm)[:n]
     else:
         manual, f0, auto = oracle.manual_and_autodiff(primal, aux)
         run = oracle.fd_chunk_quick_compile if n < _QUICK_BELOW else oracle.fd_chunk
         for start in range(0, n, size):
             idx = np.minimum(np.arange(start, start + size), n - 1)
-            fp, fm = run(primal, aux, idx, up[idx], down[idx])
+            fp, fm = run(primal, aux, idx, steps(up[idx]), steps(down[idx]))
             stop = min(start + size, n)
             plus[start:stop] = np.asarray(fp)[: stop - start]
             minus[start:stop] = np.asarray(fm)[: stop - start]
     f0 = float(f0)
-    noise = _noise(magnitude(manual), f0) / np.minimum(up, down)
-    fd = FiniteDiff((plus - minus) / (up + down), (plus - f0) / up, (f0 - minus) / down, noise)
-    return manual, auto, _split(fd, leaves)
+    noise = _noise(magnitude(manual), f0, eps) / np.minimum(up, down)
+    diffs = FiniteDiff((plus - minus) / (up + down), (plus - f0) / up, (f0 - minus) / down,
+                       noise)
+    return manual, auto, _split(diffs, leaves)
 
 
-def _noise(magnitude, f0: float) -> float:
-    return 32 * np.finfo(np.float64).eps * max(float(magnitude), abs(f0))
+def _noise(magnitude, f0: float, eps: float) -> float:
+    return 32 * eps * max(float(magnitude), abs(f0))
 
 
 def _split(fd: FiniteDiff, leaves) -> list[FiniteDiff]:
     out, offset = [], 0
     for leaf in leaves:
         k = int(np.prod(leaf.shape))
-        out.append(FiniteDiff(*(None if v is None else v[offset:offset + k].reshape(leaf.shape)
-                                for v in fd[:5])))
+        shape, part = leaf.shape, slice(offset, offset + k)
+        checked = None if fd.checked is None else fd.checked[part].reshape(shape)
+        out.append(FiniteDiff(fd.central[part].reshape(shape), fd.forward[part].reshape(shape),
+                              fd.backward[part].reshape(shape), fd.noise[part].reshape(shape),
+                              checked))
         offset += k
     return out
 
@@ -188,12 +216,13 @@ def _aligned(manual_leaves, auto_leaves) -> list[np.ndarray]:
             for m, a in zip(manual_leaves, auto)]
 
 
-def _sampled(oracle: Oracle, primal, aux, leaves, theta, up, down, step, magnitude, grads, seed):
+def _sampled(oracle: Oracle, primal, aux, leaves, theta, up, down, step, magnitude, grads, seed,
+             eps):
     manual, f0, auto = oracle.manual_and_autodiff(primal, aux)
     a_leaves = [np.asarray(a, np.float64) for a in jax.tree_util.tree_leaves(auto)]
     try:
         m_leaves = _aligned(grads(manual), a_leaves)
-    except Exception:  # noqa: BLE001 — a malformed manual witness: choose by autodiff alone
+    except Exception:
         m_leaves = a_leaves
     sizes = [a.size for a in a_leaves]
     chosen = choose(m_leaves, a_leaves, np.random.default_rng(seed))
@@ -202,7 +231,7 @@ def _sampled(oracle: Oracle, primal, aux, leaves, theta, up, down, step, magnitu
     out = oracle.fd_sampled(primal, aux, ravel(m_leaves), ravel(a_leaves), specs, step)
     fp, fm, pm, pa, asym, absum = (np.asarray(v)[:count] for v in out)
     f0, n = float(f0), theta.size
-    base = _noise(magnitude(manual), f0)
+    base = _noise(magnitude(manual), f0, eps)
     central, forward, backward = (np.full(n, np.nan) for _ in range(3))
     checked = np.zeros(n, bool)
     elem = specs.seed[:count] < 0
@@ -213,7 +242,6 @@ def _sampled(oracle: Oracle, primal, aux, leaves, theta, up, down, step, magnitu
     checked[at] = True
     fd = _split(FiniteDiff(central, forward, backward, base / np.minimum(up, down), checked),
                 leaves)
-    eps = np.finfo(np.float64).eps
     offset = 0
     for j, leaf_fd in enumerate(fd):
         d = ~elem & (specs.start[:count] == offset)
@@ -225,4 +253,5 @@ def _sampled(oracle: Oracle, primal, aux, leaves, theta, up, down, step, magnitu
     return manual, auto, fd
 
 
-__all__ = ["FD_MODES", "FULL_FD_MAX", "Oracle", "cache", "is_float", "oracle", "to64", "witnesses"]
+__all__ = ["FD_MODES", "FULL_FD_MAX", "Oracle", "cache", "cast", "float_dtype", "is_float",
+           "oracle", "precision", "to64", "witnesses"]

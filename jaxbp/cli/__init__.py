@@ -15,6 +15,8 @@ import sys
 COMMANDS = {
     "check": "jaxbp.cli.check",
     "train": "jaxbp.cli.train",
+    "sweep": "jaxbp.cli.sweep",
+    "plot": "jaxbp.cli.plot",
 }
 
 
@@ -22,7 +24,7 @@ class UsageError(Exception):
     """A user mistake in the flags (exit status 2), raised by a command's ``run``."""
 
 
-def one_line(error: BaseException) -> str:
+def one_line(error: BaseException | str) -> str:
     """``error``'s message on one line (its type's name if it has none)."""
     return " ".join(str(error).split()) or type(error).__name__
 
@@ -35,6 +37,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``jaxbp`` parser: one subcommand per entry of :data:`COMMANDS` (each module imported
+    here), each with ``--debug``, and ``func`` set to the module's ``run``."""
     parser = OneLineParser(
         prog="jaxbp", description="Hand-derived backpropagation beside jax.grad.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except Exception as e:  # noqa: BLE001 - the command line's one place for errors
+    except Exception as e:
         if getattr(args, "debug", False):
             raise
         print(f"jaxbp {args.command}: error: {one_line(e)}", file=sys.stderr)

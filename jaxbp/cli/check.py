@@ -18,8 +18,8 @@ def run(args) -> int:
     report; returns 0 when all pass, 1 when any fails or none matches."""
     from jaxbp import cases
 
-    chosen = [case for case in (*cases.LAYER_CASES, *cases.LOSS_CASES)
-              if not args.only or args.only in case.name]
+    every: list[cases.LayerCase | cases.LossCase] = [*cases.LAYER_CASES, *cases.LOSS_CASES]
+    chosen = [case for case in every if not args.only or args.only in case.name]
     if not chosen:
         print(f"no built-in case matches --only {args.only!r}")
         return 1

@@ -1,4 +1,4 @@
-"""``jaxbp train [xor|spirals|moons|digits]``: train a network from the command line.
+"""``jaxbp train [xor|spirals|moons|digits|sort|text]``: train a network from the command line.
 
 With no arguments it trains XOR by hand-derived backprop under ``jit``: it first checks the
 manual gradients against ``jax.grad``, then shows progress and the final predictions.
@@ -23,7 +23,9 @@ from jaxbp.check import backprop_vs_autodiff
 from jaxbp.checkpoint import CheckpointDamaged, CheckpointMismatch, DamagedCheckpointWarning
 from jaxbp.cli import UsageError, one_line
 from jaxbp.train.diverge import TrainingDiverged
-from jaxbp.cli.train_flags import CNN_DEFAULTS, DESCRIPTION, HELP, TRAIN_DEFAULTS, add_arguments
+from jaxbp.cli.train_flags import (CNN_DEFAULTS, DESCRIPTION, HELP, SEQUENCE_DEFAULTS,
+                                   TRAIN_DEFAULTS, add_arguments)
+from jaxbp.cli import train_sequence
 
 
 class _Setup(NamedTuple):
@@ -36,14 +38,23 @@ class _Setup(NamedTuple):
     optimizer: Any
     opt_name: str
     resume_from: Any  # the checkpoint to continue from, or None
+    chars: str | None = None  # text: the vocabulary, character i being token i
+    log: Any = None  # --log FILE: the MetricsLog fit appends to, or None
 
 
 def _settings(args) -> dict:
     given = {"hidden": args.hidden, "activation": args.activation, "optimizer": args.optimizer,
              "lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size,
              "l1": args.l1, "l2": args.l2}
-    defaults = CNN_DEFAULTS if _cnn(args) else TRAIN_DEFAULTS[args.dataset]
-    return {**defaults, **{k: v for k, v in given.items() if v is not None}}
+    if train_sequence.is_sequence(args):
+        given.update(train_sequence.given(args))
+    return {**_defaults(args), **{k: v for k, v in given.items() if v is not None}}
+
+
+def _defaults(args) -> dict:
+    if train_sequence.is_sequence(args):
+        return SEQUENCE_DEFAULTS[args.dataset]
+    return CNN_DEFAULTS if _cnn(args) else TRAIN_DEFAULTS[args.dataset]
 
 
 def _cnn(args) -> bool:
@@ -59,6 +70,7 @@ def _check_flags(args, cfg) -> None:
     if args.plot:
         plot.check_path(args.plot)
         plot.require_matplotlib()
+    train_sequence.check_flags(args)
     if _cnn(args) and args.dataset != "digits":
         raise ValueError(f"--model cnn works on image data, i.e. digits, not "
                          f"{args.dataset!r}. Fix: jaxbp train digits --model cnn.")
@@ -71,6 +83,8 @@ def _model(args, cfg):
     """The data set and ``models.Model(net, loss)`` the flags ask for."""
     from jaxbp import data, models
 
+    if train_sequence.is_sequence(args):
+        return train_sequence.model(args, cfg)
     if _cnn(args):
         return models.digits_images(args.seed), models.digits_cnn(
             cfg["hidden"], cfg["activation"], args.dropout)
@@ -126,9 +140,26 @@ def _resume_from(args):
 def _setup(args) -> _Setup:
     cfg = _settings(args)
     _check_flags(args, cfg)
-    ds, (net, loss) = _model(args, cfg)
+    ds, (net, loss), *chars = _model(args, cfg)
     optimizer, opt_name = _make_optimizer(args, cfg)
-    return _Setup(cfg, ds, net, loss, optimizer, opt_name, _resume_from(args))
+    resume_from = _resume_from(args)
+    return _Setup(cfg, ds, net, loss, optimizer, opt_name, resume_from,
+                  chars=chars[0] if chars else None, log=_metrics_log(args, resume_from))
+
+
+def _metrics_log(args, resume_from):
+    """--log FILE: the log fit appends to (continued, its gaps filled from the checkpoint's
+    history, on --resume); a log of another run is refused before anything trains."""
+    if not args.log:
+        return None
+    from jaxbp.train import runs
+    from jaxbp.train.log import MetricsLog
+
+    history = runs.saved_history(resume_from) if resume_from is not None else None
+    try:
+        return MetricsLog(args.log, resume=resume_from is not None, history=history)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--log {args.log}: {one_line(e)}") from e
 
 
 def _check_gradients(s: _Setup, params, key, out) -> bool:
@@ -144,12 +175,15 @@ def _check_gradients(s: _Setup, params, key, out) -> bool:
     return ok
 
 
-def _logger(args, epochs: int, out):
-    """fit's callback: ten log lines when stderr is no terminal (the bar's place)."""
+def _logger(args, epochs: int, out, metrics_log=None):
+    """fit's callback: ten log lines when stderr is no terminal (the bar's place), and each
+    record appended to --log FILE."""
     every = max(1, epochs // 10)
     tty = sys.stderr.isatty()
 
     def log(state, record):
+        if metrics_log is not None:
+            metrics_log(state, record)
         if not args.no_progress and not tty and (record["epoch"] % every == 0):
             out(f"epoch {record['epoch']:5d}/{epochs}  " + "  ".join(
                 f"{k} {v:.5f}" for k, v in record.items()
@@ -185,7 +219,7 @@ def _train(args, s: _Setup, params, key, out):
                 epochs=cfg["epochs"], batch_size=cfg["batch_size"], grad=args.grad,
                 l1=cfg["l1"], l2=cfg["l2"], validation=validation, patience=args.patience,
                 progress=False if args.no_progress else None,
-                callback=_logger(args, cfg["epochs"], out), devices=args.devices,
+                callback=_logger(args, cfg["epochs"], out, s.log), devices=args.devices,
                 checkpoint_dir=args.checkpoint, resume=args.resume)
     except CheckpointMismatch as e:
         detail = str(e).split(": ", 1)[-1].split(". Fix:")[0].replace("the template", "this run")
@@ -234,7 +268,8 @@ def _plot(args, s: _Setup, result, out) -> None:
     from jaxbp import plot
 
     params, net = result.params, s.net
-    x2 = s.ds.train.x if s.ds.train.x.shape[1] == 2 else None
+    x2 = (s.ds.train.x if s.ds.train.x.shape[1] == 2 and not train_sequence.is_sequence(args)
+          else None)
     if s.cfg.get("output") == "sigmoid":
         predict = jax.jit(lambda pts: net.forward(params, pts)[0][:, 0])
     else:
@@ -260,7 +295,8 @@ def run(args, out=print) -> int:
     sizes = " / ".join(f"{len(d.x)} {n}" for n, d in
                        (("train", s.ds.train), ("val", s.ds.val), ("test", s.ds.test))
                        if d is not None)
-    out(f"data: {args.dataset}, {sizes} examples, {s.ds.num_classes} classes")
+    kind = "tokens" if train_sequence.is_sequence(args) else "classes"
+    out(f"data: {args.dataset}, {sizes} examples, {s.ds.num_classes} {kind}")
     out(f"network: {s.net.name}, {bp.count_params(params)} parameters; loss {s.loss.name}")
     if not _check_gradients(s, params, k_check if args.dropout else None, out):
         return 1
@@ -268,6 +304,8 @@ def run(args, out=print) -> int:
     result = _train(args, s, params, k_fit, out)
     if args.dataset == "xor":
         _print_xor(s, result.params, out)
+    if args.dataset == "sort":
+        train_sequence.print_sorted(s.net, result.params, s.ds.test, out)
     metrics = _metrics(s, result.params)
     failed = None
     if args.plot:
@@ -277,6 +315,8 @@ def run(args, out=print) -> int:
             failed = RuntimeError(f"--plot {args.plot}: {one_line(e)}")
     for k, v in metrics.items():
         out(f"{k}: {v:.6g}")
+    if s.chars is not None:
+        train_sequence.print_sample(args, s, result.params, k_check, out)
     if failed is not None:
         raise failed
     _check_progress(initial, metrics["train_loss"], s.cfg, args)
@@ -287,7 +327,7 @@ def _check_progress(initial: float, final: float, cfg: dict, args) -> None:
     """A run whose training loss ended above 1.1 times where it started failed: a learning
     rate far too large drives a saturating network there without ever producing nan."""
     if not final <= 1.1 * initial:
-        default = (CNN_DEFAULTS if _cnn(args) else TRAIN_DEFAULTS[args.dataset])["lr"]
+        default = _defaults(args)["lr"]
         raise RuntimeError(
             f"training failed: the training loss rose from {initial:.4g} (initial parameters) "
             f"to {final:.4g}; with --lr {cfg['lr']:g} the steps overshoot. Fix: a smaller "

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 # Per data set: the network (``jaxbp.models``), optimizer and schedule that reach the README's
 # targets. ``decay = (rate, steps)`` multiplies the learning rate by ``rate`` every ``steps``
 # updates; ``output`` is ``models.mlp``'s (XOR: the classical sigmoid output and squared error).
-TRAIN_DEFAULTS = {
+TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "xor": dict(hidden=(8,), activation="tanh", optimizer="sgd", lr=2.0, decay=None,
                 epochs=2000, batch_size=4, l1=0.0, l2=0.0, output="sigmoid"),
     "spirals": dict(hidden=(32, 32), activation="tanh", optimizer="adam", lr=0.01, decay=None,
@@ -23,6 +24,17 @@ TRAIN_DEFAULTS = {
 # on ``models.digits_images``; ``hidden`` are its two convolution stages' channels.
 CNN_DEFAULTS = dict(hidden=(16, 32), activation="relu", optimizer="adam", lr=3e-3, decay=None,
                     epochs=30, batch_size=32, l1=0.0, l2=0.0)
+
+
+# The sequence tasks (``jaxbp train sort|text``, ``--model transformer``): ``models.transformer``
+# of width ``d_model`` with ``heads`` heads and ``blocks`` blocks; ``text`` reads ``--file`` and
+# cuts it into windows of ``context`` characters.
+SEQUENCE_DEFAULTS = {
+    "sort": dict(optimizer="adam", lr=2e-3, decay=(0.5, 250), epochs=6, batch_size=64, l1=0.0,
+                 l2=0.0, d_model=64, heads=4, blocks=2, context=None),
+    "text": dict(optimizer="adam", lr=2e-3, decay=(0.5, 1000), epochs=30, batch_size=32,
+                 l1=0.0, l2=0.0, d_model=64, heads=4, blocks=2, context=64),
+}
 
 
 def _hidden_sizes(text: str) -> tuple[int, ...]:
@@ -60,20 +72,24 @@ def _positive_int(text: str) -> int:
 
 
 HELP = "train a network (default: XOR by hand-derived backprop)"
-DESCRIPTION = ("Train an MLP (or on digits, with --model cnn, a CNN) by hand-derived backprop (or "
-               "autodiff) under jit. Checks the manual gradients against jax.grad first; ends "
-               "with the final metrics, one per line as 'name: value'.")
+DESCRIPTION = ("Train an MLP (or on digits, with --model cnn, a CNN; on the sequence tasks sort "
+               "and text --file FILE, a transformer) by hand-derived backprop (or autodiff) "
+               "under jit. Checks the manual gradients against jax.grad first; ends with the "
+               "final metrics, one per line as 'name: value' (text: then a generated sample).")
 
 
 def add_arguments(train) -> None:
     from jaxbp.layers import ACTIVATIONS
     from jaxbp.optim import OPTIMIZERS
 
-    train.add_argument("dataset", nargs="?", default="xor", choices=sorted(TRAIN_DEFAULTS),
-                       help="data set (default xor)")
-    train.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
+    train.add_argument("dataset", nargs="?", default="xor",
+                       choices=sorted([*TRAIN_DEFAULTS, *SEQUENCE_DEFAULTS]),
+                       help="data set (default xor); sort: sorting digit strings; text: a "
+                            "character-level language model on --file FILE")
+    train.add_argument("--model", choices=["mlp", "cnn", "transformer"], default=None,
                        help="mlp (default), or cnn: a small convolutional network on the "
-                            "digits images (--hidden sets its two stages' channels)")
+                            "digits images (--hidden sets its two stages' channels), or "
+                            "transformer (the default and only model of sort and text)")
     train.add_argument("--hidden", type=_hidden_sizes, help="hidden widths, e.g. 32,32")
     train.add_argument("--activation", choices=sorted(ACTIVATIONS), help="hidden activation")
     opt = train.add_mutually_exclusive_group()
@@ -103,9 +119,25 @@ def add_arguments(train) -> None:
                        help="save the training state to DIR after every epoch (atomically)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run saved in --checkpoint DIR up to --epochs in total")
+    seq = train.add_argument_group("sequence tasks (sort, text)")
+    seq.add_argument("--file", metavar="FILE", help="text: the text file to learn")
+    seq.add_argument("--context", type=_positive_int,
+                     help="text: characters the model sees (default 64)")
+    seq.add_argument("--d-model", type=_positive_int, help="transformer width (default 64)")
+    seq.add_argument("--heads", type=_positive_int, help="attention heads (default 4)")
+    seq.add_argument("--blocks", type=_positive_int, help="transformer blocks (default 2)")
+    seq.add_argument("--temperature", type=_number(0.0, False, "a non-negative temperature"),
+                     default=0.8, help="text: sampling temperature (0: greedy; default 0.8)")
+    seq.add_argument("--sample-length", type=_positive_int, default=300,
+                     help="text: characters to generate at the end (default 300)")
     train.add_argument("--no-progress", action="store_true", help="no progress output")
     train.add_argument("--plot", metavar="FILE.png",
                        help="write loss/accuracy curves (and a 2-D decision boundary)")
+    train.add_argument("--log", metavar="FILE",
+                       help="append each epoch's metrics to FILE as it trains: JSON lines, or "
+                            "CSV for FILE.csv; continued with --resume; 'jaxbp plot FILE' "
+                            "draws it")
 
 
-__all__ = ["CNN_DEFAULTS", "DESCRIPTION", "HELP", "TRAIN_DEFAULTS", "add_arguments"]
+__all__ = ["CNN_DEFAULTS", "DESCRIPTION", "HELP", "SEQUENCE_DEFAULTS", "TRAIN_DEFAULTS",
+           "add_arguments"]

@@ -28,10 +28,12 @@ from jaxbp.layers.initializers import (
     he_uniform,
 )
 from jaxbp.layers.attention import AttentionParams, multi_head_attention
+from jaxbp.layers.branching import add, branches, concat, fan_out
 from jaxbp.layers.combinators import residual
 from jaxbp.layers.conv import Conv2DParams, conv2d
 from jaxbp.layers.dropout import dropout
-from jaxbp.layers.embedding import EmbeddingParams, embedding
+from jaxbp.layers.embedding import (EmbeddingParams, PositionEmbeddingParams, embedding,
+                                    position_embedding)
 from jaxbp.layers.lstm import LSTMParams, lstm
 from jaxbp.layers.norm import LayerNormParams, layer_norm
 from jaxbp.layers.pooling import avg_pool, flatten, max_pool
@@ -46,17 +48,23 @@ __all__ = [
     "EmbeddingParams",
     "LSTMParams",
     "LayerNormParams",
+    "PositionEmbeddingParams",
     "RNNParams",
+    "add",
     "avg_pool",
+    "branches",
+    "concat",
     "conv2d",
     "dropout",
     "embedding",
+    "fan_out",
     "flatten",
     "last_step",
     "layer_norm",
     "lstm",
     "max_pool",
     "multi_head_attention",
+    "position_embedding",
     "residual",
     "rnn",
     "dense",

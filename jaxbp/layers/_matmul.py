@@ -23,7 +23,8 @@ def _weight_grad_cpu(x: Array, dy: Array) -> Array:
     #   - as fast or faster otherwise (e.g. batch 128 with d_in 256-784), and for tiny x.
     # optimization_barrier keeps XLA from folding the transposes back into the product.
     barrier = jax.lax.optimization_barrier
-    form = weight_grad_form(*x.shape, dy.shape[1])
+    batch, d_in = x.shape  # x and dy are 2-d here: extra leading axes are folded into the batch
+    form = weight_grad_form(batch, d_in, dy.shape[1])
     if form == "(dy^T x)^T":
         return barrier(barrier(dy.T) @ x).T
     if form == "(x^T) dy":

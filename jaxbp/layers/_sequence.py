@@ -9,7 +9,7 @@ parameter and input gradients are sums over time taken all at once (:func:`affin
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -35,8 +35,9 @@ def check_sequence(name: str, x, d_in: int) -> tuple[int, ...]:
 
 def sequence_shape(name: str, input_shape) -> tuple[int, int]:
     """Checks ``init``'s ``input_shape`` is ``(time, d_in)`` and returns it."""
-    return example_shape(name, input_shape, ("time", "d_in"),
-                         "e.g. input_shape=(20, 1) for 20 steps of one feature")
+    time, d_in = example_shape(name, input_shape, ("time", "d_in"),
+                               "e.g. input_shape=(20, 1) for 20 steps of one feature")
+    return time, d_in
 
 
 def time_major(a: Array) -> Array:

@@ -8,7 +8,7 @@ the input gradient of both ``conv2d`` and ``avg_pool``.
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 from jax import lax
@@ -17,7 +17,7 @@ from jaxbp._core import Array
 from jaxbp._validate import fail
 from jaxbp.layers._shared import example_shape
 
-Padding = Union[str, Sequence[Sequence[int]]]
+Padding = str | Sequence[Sequence[int]]
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
 NHWC = ("NHWC", "HWIO", "NHWC")
@@ -25,10 +25,7 @@ NHWC = ("NHWC", "HWIO", "NHWC")
 
 def pair(name: str, arg: str, value) -> tuple[int, int]:
     """``3 -> (3, 3)``; ``(3, 2) -> (3, 2)``; rejects anything but positive ints."""
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        items = tuple(value)
-    else:
-        items = (value, value)
+    items = tuple(value) if isinstance(value, (tuple, list)) and len(value) == 2 else (value, value)
     if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items):
         fail(name, arg, value, "a positive int or a pair of positive ints (height, width)",
              f"{arg}=3 or {arg}=(3, 2)")
@@ -44,8 +41,8 @@ def check_padding(name: str, padding) -> Padding:
                 f"explicit ((top, bottom), (left, right)) non-negative ints.")
         return padding.upper()
     try:
-        (t, b), (l, r) = padding
-        pads = ((t, b), (l, r))
+        (top, bottom), (left, right) = padding
+        pads = ((top, bottom), (left, right))
     except (TypeError, ValueError):
         pads = None
     if pads is None or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
@@ -61,7 +58,8 @@ def image_shape(name: str, input_shape, channels: str, fix: str) -> tuple[int, i
 
     ``channels`` names the last axis in the message (``"c_in"``), ``fix`` suggests a remedy.
     """
-    return example_shape(name, input_shape, ("H", "W", channels), fix, " (NHWC)")
+    height, width, c = example_shape(name, input_shape, ("H", "W", channels), fix, " (NHWC)")
+    return height, width, c
 
 
 def check_images(name: str, x, channels: int | None, why: str = "") -> tuple[int, ...]:
@@ -80,7 +78,7 @@ def check_images(name: str, x, channels: int | None, why: str = "") -> tuple[int
     return shape
 
 
-def resolve_padding(padding: Padding, hw: tuple[int, int], window: tuple[int, int],
+def resolve_padding(padding: Padding, hw: tuple[int, ...], window: tuple[int, int],
                     strides: tuple[int, int]) -> Pads:
     """Explicit ``((pt, pb), (pl, pr))`` for an input of spatial size ``hw``.
 
@@ -96,8 +94,10 @@ def resolve_padding(padding: Padding, hw: tuple[int, int], window: tuple[int, in
             out = -(-size // s)
             total = max((out - 1) * s + k - size, 0)
             pads.append((total // 2, total - total // 2))
-        return tuple(pads)
-    return tuple(tuple(p) for p in padding)
+        return pads[0], pads[1]
+    assert not isinstance(padding, str), padding  # check_padding allows only these two
+    (top, bottom), (left, right) = padding  # explicit, validated by check_padding
+    return (top, bottom), (left, right)
 
 
 def output_hw(name: str, hw, window, strides, pads: Pads) -> tuple[int, int]:

@@ -11,7 +11,8 @@ vector-Jacobian product is the elementwise product with ``f'(z)`` — the seed d
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,8 +21,8 @@ from jaxbp._core import Array, Layer, check_dy, check_float_input
 from jaxbp.layers._shared import check_array, same_shape_init
 
 
-def _elementwise(name: str, f: Callable[[Array], tuple[Array, object]],
-                 df: Callable[[object], Array]) -> Layer:
+def _elementwise(name: str, f: Callable[[Array], tuple[Array, Any]],
+                 df: Callable[[Any], Array | float]) -> Layer:
     """Builds a parameter-free elementwise layer.
 
     ``f(x) -> (y, cache)`` and ``df(cache) -> f'(x)``; backward is ``dx = dy * f'(x)``. The
@@ -93,7 +94,8 @@ def elu(alpha: float = 1.0) -> Layer:
 
 
 def softplus() -> Layer:
-    """``y = log(1 + exp(x))``, computed as ``max(x, 0) + log1p(exp(-|x|))``; ``dx = dy * sigmoid(x)``."""
+    """``y = log(1 + exp(x))``, computed as ``max(x, 0) + log1p(exp(-|x|))``;
+    ``dx = dy * sigmoid(x)``."""
     def f(x):
         return jnp.maximum(x, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(x))), x
     return _elementwise("softplus", f, jax.nn.sigmoid)
@@ -159,6 +161,8 @@ def softmax() -> Layer:
     return Layer(same_shape_init(name), forward, backward, name)
 
 
+#: Activation name -> its layer factory: the choices of ``models.mlp(activation=)`` and
+#: ``jaxbp train --activation``.
 ACTIVATIONS: dict[str, Callable[[], Layer]] = {
     "identity": identity,
     "sigmoid": sigmoid,

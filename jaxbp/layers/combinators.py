@@ -10,14 +10,18 @@ such a fan-out is the *sum* of the cotangents coming back along each path::
     dparams_block, dx_block = block.backward(params, cache, dy)    dL/d(block output) = dy
     dx = dy + dx_block
 
-Params are ``(block_params,)`` — one entry per sublayer, as in ``serial`` — so the checker walks
-into the block: its input is ``x`` and the cotangent reaching it is ``dy``, exactly as for a
-one-layer ``serial``, and a slip inside the block is located there.
+Params are ``(block_params,)`` — one entry per sublayer, as in ``serial``. Its
+:class:`~jaxbp.Wiring` (``y = x + run(0, params[0], x, key)``) tells the checker that the
+block's input is ``x`` and, by autodiff of that line, that the cotangent reaching the block's
+output is ``dy``; so a slip inside the block is located there.
+
+The branching combinators (``fan_out``, ``branches``, ``add``, ``concat``) are in
+:mod:`jaxbp.layers.branching`.
 """
 
 from __future__ import annotations
 
-from jaxbp._core import Layer, check_dy, check_float_input, check_input_shape, split_key
+from jaxbp._core import Layer, Wiring, check_dy, check_float_input, check_input_shape, split_key
 from jaxbp._validate import require_layer
 from jaxbp.layers._shared import check_array, shape_token, token_shape
 
@@ -74,7 +78,10 @@ def residual(block: Layer) -> Layer:
         dparams, dx_block = block.backward(params[0], cache, dy)
         return (dparams,), dy + dx_block  # x fans out to the identity and the block: sum
 
-    return Layer(init, forward, backward, name, (block,))
+    def skip(run, params, x, key=None):
+        return x + run(0, params[0], x, split_key(key, 1)[0])
+
+    return Layer(init, forward, backward, name, (block,), Wiring(skip))
 
 
 __all__ = ["residual"]

@@ -65,7 +65,7 @@ def dense(d_out: int, *, w_init: str | Initializer = "glorot_uniform", dtype=Non
         d_in = shape[-1]
         w = w_initializer(key, (d_in, d_out), dtype)
         b = jnp.zeros((d_out,), w.dtype)
-        return DenseParams(w, b), shape[:-1] + (d_out,)
+        return DenseParams(w, b), (*shape[:-1], d_out)
 
     expected = {"w": ("d_in", d_out), "b": (d_out,)}
 
@@ -82,7 +82,7 @@ def dense(d_out: int, *, w_init: str | Initializer = "glorot_uniform", dtype=Non
 
     def backward(params, x, dy):
         w, _ = params
-        check_dy(name, dy, x.shape[:-1] + (d_out,))
+        check_dy(name, dy, (*x.shape[:-1], d_out))
         x2 = x.reshape(-1, x.shape[-1])          # fold extra leading axes into the batch
         dy2 = dy.reshape(-1, dy.shape[-1])
         dw = weight_grad(x2, dy2)

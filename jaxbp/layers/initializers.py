@@ -8,7 +8,7 @@ Fans are read from the shape: ``(d_in, d_out)`` for dense and recurrent weights,
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +16,8 @@ import jax.numpy as jnp
 from jaxbp._core import Array, float_dtype
 from jaxbp._validate import one_of
 
+#: An initialiser: ``(key, shape, dtype) -> array`` of that shape (``dtype=None``: float32, or
+#: float64 with x64 on), the fans read from ``shape`` as above.
 Initializer = Callable[[jax.Array, tuple[int, ...], jnp.dtype], Array]
 
 
@@ -26,7 +28,8 @@ def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 def glorot_uniform(key, shape, dtype=None) -> Array:
-    """Glorot/Xavier uniform: ``U(-a, a)``, ``a = sqrt(6 / (fan_in + fan_out))``; for tanh/sigmoid."""
+    """Glorot/Xavier uniform: ``U(-a, a)``, ``a = sqrt(6 / (fan_in + fan_out))``; for
+    tanh/sigmoid."""
     fan_in, fan_out = _fans(shape)
     limit = math.sqrt(6.0 / (fan_in + fan_out))
     return jax.random.uniform(key, shape, float_dtype(dtype), -limit, limit)
@@ -52,6 +55,8 @@ def he_uniform(key, shape, dtype=None) -> Array:
     return jax.random.uniform(key, shape, float_dtype(dtype), -limit, limit)
 
 
+#: Name -> initialiser, for a layer's ``w_init=`` (and ``recurrent_init=``) given as a string;
+#: ``xavier_*`` are other names of the ``glorot_*`` ones.
 INITIALIZERS: dict[str, Initializer] = {
     "glorot_uniform": glorot_uniform,
     "glorot_normal": glorot_normal,

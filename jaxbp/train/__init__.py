@@ -30,30 +30,44 @@ One job per module:
 - ``stopping``: early stopping's book-keeping; ``progress``: the progress bar;
 - ``runs``: a run on disk (save, resume past damaged checkpoints, :func:`load_run`);
 - ``diverge``: :class:`TrainingDiverged`, raised when a step turns non-finite;
-  ``loop``: :func:`fit`.
+  ``loop``: :func:`fit`;
+- ``sweep``: :func:`sweep`, K settings (learning rates, seeds, L1/L2) as one ``vmap``-ed
+  compiled epoch; ``lr_range``: :func:`find_learning_rate`, the learning-rate range test;
+- ``log``: :class:`MetricsLog` (a ``fit`` callback writing one record per epoch to a JSON-lines
+  or CSV file) and :func:`read_log`.
 """
 
 from jaxbp.train.diverge import TrainingDiverged
 from jaxbp.train.epoch import epoch_batches, make_train_epoch
+from jaxbp.train.log import MetricsLog, read_log
 from jaxbp.train.loop import fit
+from jaxbp.train.lr_range import LearningRateTest, find_learning_rate
 from jaxbp.train.metrics import accuracy_for, evaluate
 from jaxbp.train.runs import load_run
 from jaxbp.train.state import FitResult, TrainState, init_state
 from jaxbp.train.step import make_train_step
+from jaxbp.train.sweep import SweepResult, sweep
 
 __all__ = [
     "FitResult",
+    "LearningRateTest",
+    "MetricsLog",
+    "SweepResult",
     "TrainState",
     "TrainingDiverged",
     "accuracy_for",
     "epoch_batches",
     "evaluate",
+    "find_learning_rate",
     "fit",
     "init_state",
     "load_run",
     "make_train_epoch",
     "make_train_step",
+    "read_log",
+    "sweep",
 ]
 
 # doctest.testmod(jaxbp.train) runs the examples of the functions re-exported here.
-__test__ = {name: globals()[name] for name in ("load_run", "make_train_epoch", "make_train_step")}
+__test__ = {name: globals()[name] for name in ("MetricsLog", "load_run", "make_train_epoch",
+                                                   "make_train_step")}

@@ -15,7 +15,7 @@ the first parameter leaf that went non-finite, and carrying the last finite para
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import numpy as np

@@ -10,7 +10,8 @@ shapes (:func:`epoch_options`). The masking of a ragged last batch is described 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +21,8 @@ import optax
 from jaxbp import parallel
 from jaxbp._compile import auto_options, platform_of
 from jaxbp._core import Array, Layer, Loss, PRNGKey
-from jaxbp.gradients import backprop
+from jaxbp._validate import non_negative
+from jaxbp.gradients import backprop, gradient_source
 from jaxbp.losses import weighted
 from jaxbp.train.state import TrainState
 from jaxbp.train.step import compiled_update, update_with_grads
@@ -88,13 +90,14 @@ def steps_of(xs, ys) -> int:
             shape = np.shape(leaf)
             sizes[name + jax.tree_util.keystr(path)] = shape[0] if shape else None
     found = set(sizes.values())
-    if len(found) != 1 or None in found or 0 in found:
+    size = found.pop() if len(found) == 1 else None
+    if not size:  # none, several, or a leading axis of 0
         shown = ", ".join(f"{k}: {v}" for k, v in sizes.items())
         raise ValueError(
             f"make_train_epoch: xs and ys must share a leading axis of steps (at least 1), got "
             f"leading sizes {{{shown}}}. Fix: stack the batches, e.g. xs = x.reshape(steps, "
             f"batch, *x.shape[1:]) and ys = y.reshape(steps, batch, *y.shape[1:]).")
-    return found.pop()
+    return size
 
 
 # --------------------------------------------------------------------------------------
@@ -114,6 +117,24 @@ class EpochConfig(NamedTuple):
     batch_size: int
     shuffle: bool
     mesh: Any = None  # a jax.sharding.Mesh for data parallelism, or None for one device
+
+
+def epoch_config(where: str, net: Layer, loss: Loss, optimizer, *, grad, l1, l2, regularize,
+                 batch_size: int, shuffle: bool, mesh=None) -> EpochConfig:
+    """An :class:`EpochConfig` from checked arguments (``grad`` a source or its name, ``l1``,
+    ``l2`` non-negative numbers), or the error, named after ``where``, that says why it is
+    not hashable (``regularize`` made of lists or dicts)."""
+    cfg = EpochConfig(net, loss, optimizer, gradient_source(grad, where),
+                      non_negative(where, "l1", l1, "l1=1e-4"),
+                      non_negative(where, "l2", l2, "l2=1e-4"), regularize, batch_size,
+                      bool(shuffle), mesh)
+    try:
+        hash(cfg)
+    except TypeError:
+        raise TypeError(f"{where}: regularize={regularize!r:.80} is not hashable; pass None, a "
+                        f"function leaf -> bool, or a pytree of bools built from tuples and "
+                        f"NamedTuples (not lists or dicts).") from None
+    return cfg
 
 
 def epoch_batches(key: PRNGKey, n: int, batch_size: int, *, shuffle: bool = True):
@@ -179,7 +200,16 @@ def finite(tree) -> Array:
     return jnp.all(jnp.stack(flags)) if flags else jnp.asarray(True)
 
 
-def _epoch(state: TrainState, x: Array, y: Array, cfg: EpochConfig, check: bool = True):
+def scanned_epoch(state: TrainState, x: Array, y: Array, cfg: EpochConfig,
+                  check: bool = True) -> tuple[TrainState, Array]:
+    """fit's epoch, traceable: ``(state, x, y, cfg) -> (state after it, mean objective)``.
+
+    Shuffles with ``fold_in(state.key, 0)``, takes the per-step keys and the next state's key
+    from ``split(fold_in(state.key, 1))`` (:func:`epoch_batches`), scans the step over the
+    padded, masked batches. With ``check`` the objective is nan unless the parameters and
+    optimizer state ended finite. :func:`epoch_program` jits it; ``bp.sweep`` ``vmap``s it
+    (with a per-run optimizer and penalties in ``cfg``, traced: only its fields are read).
+    """
     batches, real, key = _batches(state, x, cfg)
     step = _step(x, y, cfg)
 
@@ -200,10 +230,11 @@ def _epoch(state: TrainState, x: Array, y: Array, cfg: EpochConfig, check: bool 
 
 
 def _replay(state: TrainState, x: Array, y: Array, cfg: EpochConfig):
-    """``_epoch`` again, stopping at its first non-finite step: ``(params, opt_state, bad,
-    flags)`` with the parameters before step ``bad`` (``-1``: none was non-finite) and
-    ``flags = [loss finite, each gradient leaf finite..., each updated parameter leaf
-    finite..., optimizer state finite]`` at that step. Run only after an epoch diverged."""
+    """:func:`scanned_epoch` again, stopping at its first non-finite step: ``(params,
+    opt_state, bad, flags)`` with the parameters before step ``bad`` (``-1``: none was
+    non-finite) and ``flags = [loss finite, each gradient leaf finite..., each updated
+    parameter leaf finite..., optimizer state finite]`` at that step. Run only after an
+    epoch diverged."""
     batches, real, _ = _batches(state, x, cfg)
     step = _step(x, y, cfg)
     n_leaves = len(jax.tree_util.tree_leaves(state.params))
@@ -231,13 +262,13 @@ def _replay(state: TrainState, x: Array, y: Array, cfg: EpochConfig):
 replay_program = jax.jit(_replay, static_argnames=("cfg",))
 
 
-@functools.lru_cache(maxsize=None)
-def epoch_program(options: tuple, check: bool = True) -> Callable:
+@functools.cache
+def epoch_program(options: tuple, check: bool = True) -> jax.stages.Wrapped:
     """fit's jitted epoch, ``(state, x, y, cfg=) -> (state, objective)``, compiled with
     ``dict(options)`` (one jit, hence one cache, per options); ``state`` is donated.
     ``objective`` is the epoch's mean objective, or nan when the parameters or optimizer state
     ended non-finite (``check=False``: the same epoch without that check, for benchmarks)."""
-    return jax.jit(functools.partial(_epoch, check=check), static_argnames=("cfg",),
+    return jax.jit(functools.partial(scanned_epoch, check=check), static_argnames=("cfg",),
                    donate_argnames=("state",), compiler_options=dict(options) or None)
 
 
@@ -267,5 +298,5 @@ def epoch_options(spec, state: TrainState, x, y, cfg: EpochConfig) -> tuple:
     return _AUTO_OPTIONS[key]
 
 
-__all__ = ["EpochConfig", "epoch_batches", "epoch_options", "epoch_program", "finite",
-           "make_train_epoch", "replay_program", "steps_of"]
+__all__ = ["EpochConfig", "epoch_batches", "epoch_config", "epoch_options", "epoch_program",
+           "finite", "make_train_epoch", "replay_program", "scanned_epoch", "steps_of"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -16,10 +17,10 @@ from jaxbp import parallel
 from jaxbp._compile import check_compiler_options
 from jaxbp._core import Layer, Loss, Params, PRNGKey
 from jaxbp._validate import int_at_least, non_negative, require_optimizer
-from jaxbp.gradients import backprop, check_net_and_loss, gradient_source
+from jaxbp.gradients import backprop, check_net_and_loss
 from jaxbp.train import runs
 from jaxbp.train.diverge import diverged, epoch_start
-from jaxbp.train.epoch import EpochConfig, epoch_options, epoch_program
+from jaxbp.train.epoch import EpochConfig, epoch_config, epoch_options, epoch_program
 from jaxbp.train.metrics import (Accuracy, accuracy_fn, as_inputs, check_values, check_xy,
                                  metrics_of)
 from jaxbp.train.progress import progress_bar
@@ -60,16 +61,8 @@ def _plan(net, loss, optimizer, *, epochs, batch_size, grad, l1, l2, regularize,
         raise ValueError("fit: pass either state= or resume=True with a checkpoint, not both; "
                          "the checkpoint already holds the state to continue from.")
     mesh = None if devices is None else parallel.make_mesh(devices)
-    cfg = EpochConfig(net, loss, optimizer, gradient_source(grad, "fit"),
-                      non_negative("fit", "l1", l1, "l1=1e-4"),
-                      non_negative("fit", "l2", l2, "l2=1e-4"), regularize, batch_size,
-                      bool(shuffle), mesh)
-    try:
-        hash(cfg)
-    except TypeError:
-        raise TypeError(f"fit: regularize={regularize!r:.80} is not hashable; pass None, a "
-                        f"function leaf -> bool, or a pytree of bools built from tuples and "
-                        f"NamedTuples (not lists or dicts).") from None
+    cfg = epoch_config("fit", net, loss, optimizer, grad=grad, l1=l1, l2=l2,
+                       regularize=regularize, batch_size=batch_size, shuffle=shuffle, mesh=mesh)
     min_delta = non_negative("fit", "min_delta", min_delta, "min_delta=1e-4")
     return _Plan(cfg, epochs, acc, options, patience, min_delta, checkpoint_dir,
                  keep_checkpoints, found)
@@ -92,19 +85,26 @@ def _start(plan: _Plan, params, key, state, history) -> tuple[TrainState, dict, 
     return copy_tree(state), {k: list(v) for k, v in (history or {}).items()}, best
 
 
+def checked_data(where: str, net: Layer, params, x, y, validation):
+    """``(x, y, validation)`` checked (shapes, and values once, on the host) and cast to the
+    dtype of ``params``; ``validation`` is ``None`` or a pair ``(x_val, y_val)``."""
+    x, y = check_xy(where, x, y)
+    check_values(where, net, params, x, y)  # once per data set, on the host
+    x, y = as_inputs(params, x, y)
+    if validation is not None:
+        if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
+            raise TypeError(f"{where}: validation must be a pair (x_val, y_val) or None, got "
+                            f"{type(validation).__name__}. Fix: validation=(x_val, y_val).")
+        validation = check_xy(f"{where} validation", *validation)
+        check_values(f"{where} validation", net, params, *validation)
+        validation = as_inputs(params, *validation)
+    return x, y, validation
+
+
 def _data(plan: _Plan, state: TrainState, x, y, validation):
     """The state and the training data checked, cast to the parameters' dtype and placed on
     the devices, and the data to evaluate: ``[("train", (x, y)), ("val", validation)]``."""
-    x, y = check_xy("fit", x, y)
-    check_values("fit", plan.cfg.net, state.params, x, y)  # once per data set, on the host
-    x, y = as_inputs(state.params, x, y)
-    if validation is not None:
-        if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
-            raise TypeError(f"fit: validation must be a pair (x_val, y_val) or None, got "
-                            f"{type(validation).__name__}. Fix: validation=(x_val, y_val).")
-        validation = check_xy("fit validation", *validation)
-        check_values("fit validation", plan.cfg.net, state.params, *validation)
-        validation = as_inputs(state.params, *validation)
+    x, y, validation = checked_data("fit", plan.cfg.net, state.params, x, y, validation)
     state = _place(plan, state)
     if plan.cfg.mesh is not None:  # every device holds the data; each step shards its batch
         x, y, validation = parallel.put((x, y, validation), parallel.replicated(plan.cfg.mesh))
@@ -245,7 +245,7 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
             saved = runs.save(plan.checkpoint_dir, state, history, best, plan.keep)
         if callback is not None:
             callback(state, record)
-        if best is not None and best.wait >= plan.patience:
+        if best is not None and plan.patience is not None and best.wait >= plan.patience:
             break
     if bar is not None:
         bar.close()
@@ -254,4 +254,4 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
     return FitResult(state.params, state.opt_state, history, state, None)
 
 
-__all__ = ["fit"]
+__all__ = ["checked_data", "fit"]

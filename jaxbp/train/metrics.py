@@ -4,7 +4,7 @@ and the checks and casts every entry point applies to its data."""
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +40,8 @@ def check_values(what: str, net: Layer, params, x, y) -> None:
                 f"first in row {int(np.argmax(bad.any(axis=1)))}; training on them gives nan "
                 f"losses. Fix: drop or impute those rows, e.g. {name}[np.isfinite({name}).all(1)].")
     labels = np.asarray(jax.device_get(y))
+    if labels.ndim == 2 and np.issubdtype(labels.dtype, np.integer):
+        _check_token_labels(what, net, params, x, labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         return
     out = jax.eval_shape(lambda p, xs: net.forward(p, xs)[0], params, x[:1])
@@ -49,6 +51,36 @@ def check_values(what: str, net: Layer, params, x, y) -> None:
             f"{what}: y holds class labels in [{labels.min()}, {labels.max()}], but the network "
             f"has {classes} outputs, so labels must be in [0, {classes}). Fix: relabel the "
             f"classes 0..{classes - 1}, or give the last layer as many outputs as classes.")
+
+
+def _check_token_labels(what: str, net: Layer, params, x, labels: np.ndarray) -> None:
+    """Integer targets ``(batch, T)`` of a network with ``(batch, T, vocab)`` outputs (a
+    sequence model) must be token ids in ``[0, vocab)`` or ``-1`` (a position left out)."""
+    out = jax.eval_shape(lambda p, xs: net.forward(p, xs)[0], params, x[:1])
+    if len(out.shape) != 3 or out.shape[1] != labels.shape[1]:
+        return
+    vocab = out.shape[-1]
+    if labels.min() < -1 or labels.max() >= vocab:
+        raise ValueError(
+            f"{what}: y holds token targets in [{labels.min()}, {labels.max()}], but the network "
+            f"has {vocab} outputs per position, so targets must be in [0, {vocab}) or -1 (no "
+            f"target there). Fix: encode the tokens 0..{vocab - 1}, or give the last layer as "
+            f"many outputs as tokens.")
+
+
+def token_accuracy(y_pred: Array, y_true: Array) -> Array:
+    """Per-sequence token accuracy ``(batch,)``: the fraction of the counted positions of each
+    sequence whose ``argmax`` logit is the target (integer targets ``(batch, T)``, ``-1`` not
+    counted; or one-hot ``(batch, T, vocab)``, a zero row not counted), 0 with none counted.
+    The mean over a batch whose sequences count equally many positions is the token accuracy."""
+    if y_true.ndim == 3:
+        counted = jnp.sum(y_true, axis=-1) > 0
+        y_true = jnp.argmax(y_true, axis=-1)
+    else:
+        counted = y_true >= 0
+    hit = (jnp.argmax(y_pred, axis=-1) == y_true) & counted
+    n = jnp.maximum(jnp.sum(counted, axis=1), 1)
+    return (jnp.sum(hit, axis=1) / n).astype(jnp.result_type(float))
 
 
 def as_inputs(params, x, y) -> tuple[Array, Array]:
@@ -68,14 +100,17 @@ def as_inputs(params, x, y) -> tuple[Array, Array]:
     return cast(x), cast(y)
 
 
-@functools.lru_cache(maxsize=None)  # one function per loss, so compiled evaluations are shared
+@functools.cache  # one function per loss, so compiled evaluations are shared
 def accuracy_for(loss: Loss) -> Accuracy:
     """The usual classification accuracy for ``loss``, per example (1.0 correct, 0.0 not).
 
     Integer labels ``(batch,)`` or one-hot targets with several outputs: ``argmax`` matches.
     One output (binary): the prediction is positive when above 0 for logits
     (``sigmoid_binary_cross_entropy``), above 0.5 for probabilities (anything else).
+    ``token_cross_entropy``: :func:`token_accuracy`, the fraction of positions predicted.
     """
+    if loss.name == "token_cross_entropy":  # a sequence model: the accuracy per position
+        return token_accuracy
     threshold = 0.0 if loss.name == "sigmoid_binary_cross_entropy" else 0.5
 
     def accuracy(y_pred, y_true):
@@ -144,4 +179,4 @@ def evaluate(net: Layer, loss: Loss, params: Params, x, y, *, accuracy="auto") -
 
 __all__ = ["Accuracy", "accuracy_fn", "accuracy_for", "as_inputs", "check_values", "check_xy",
            "evaluate",
-           "evaluate_arrays", "metrics_of"]
+           "evaluate_arrays", "metrics_of", "token_accuracy"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -85,9 +85,14 @@ def to_resume(directory, resume: bool, spelling: Spelling = FIT) -> Path | None:
     return None
 
 
+def saved_history(path: str | os.PathLike) -> dict:
+    """The history the checkpoint at ``path`` holds, read from its manifest alone."""
+    return checkpoint.read_manifest(path)["metadata"]["history"]
+
+
 def saved_epoch(path: str | os.PathLike) -> int:
     """The last epoch the checkpoint at ``path`` holds, read from its manifest alone."""
-    return checkpoint.read_manifest(path)["metadata"]["history"]["epoch"][-1]
+    return saved_history(path)["epoch"][-1]
 
 
 def save(directory, state: TrainState, history: dict, best: Best | None,
@@ -103,7 +108,8 @@ def save(directory, state: TrainState, history: dict, best: Best | None,
             raise ValueError(f"runs.save: {jax.tree_util.keystr(path)} of epoch "
                              f"{int(state.epoch)} is not finite; a checkpoint never holds nan "
                              f"or inf. Fix: a smaller learning rate.")
-    tree, meta = {"state": state}, {"history": history}
+    tree: dict[str, Any] = {"state": state}
+    meta: dict[str, Any] = {"history": history}
     if best is not None and best.epoch is not None:
         tree["best"] = {"params": best.params, "opt_state": best.opt_state}
         meta.update(best_value=best.value, best_epoch=best.epoch, wait=best.wait)
@@ -114,7 +120,7 @@ def restore(path, template: TrainState) -> tuple[TrainState, dict, Best | None]:
     """The state, history and early-stopping progress (``None`` if none was saved) at
     ``path``, read into the structure of ``template``."""
     meta = checkpoint.read_manifest(path)["metadata"]
-    tree = {"state": template}
+    tree: dict[str, Any] = {"state": template}
     if "best_epoch" in meta:
         tree["best"] = {"params": template.params, "opt_state": template.opt_state}
     tree, meta = checkpoint.load(path, tree)
@@ -174,4 +180,5 @@ def load_run(directory: str | os.PathLike, params: Params, optimizer, *,
     return FitResult(best.params, best.opt_state, history, state, best.epoch)
 
 
-__all__ = ["FIT", "Spelling", "load_run", "restore", "save", "saved_epoch", "to_resume"]
+__all__ = ["FIT", "Spelling", "load_run", "restore", "save", "saved_epoch", "saved_history",
+           "to_resume"]

@@ -9,7 +9,7 @@ For either gradient source and any optax optimizer::
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import optax
 
