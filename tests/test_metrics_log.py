@@ -71,3 +71,18 @@ def test_plot_command_draws_a_log(tmp_path, capsys):
     assert "read 3 epoch(s)" in capsys.readouterr().out
     assert main(["plot", str(tmp_path / "missing.jsonl")]) == 2
     assert "no log file at" in capsys.readouterr().err
+
+
+def test_read_log_names_a_missing_or_empty_log(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"read_log: no log file at .*Fix: pass the FILE"):
+        read_log(tmp_path / "missing.jsonl")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match=r"holds no record yet. Fix: pass a log of a run"):
+        read_log(tmp_path / "empty.csv")
+
+
+def test_a_log_that_cannot_be_written_is_refused_before_training(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(PermissionError, match=r"cannot write path=.*is not a directory. Fix: a "
+                                              r"path in a writable folder"):
+        MetricsLog(tmp_path / "a_file" / "run.jsonl")
