@@ -6,7 +6,7 @@ here. ``ARCHITECTURE.md`` maps the modules.
 """
 
 from jaxbp import layers as _layers
-from jaxbp._core import Layer, Loss, Wiring, count_params, serial
+from jaxbp._core import Layer, Loss, StateRule, Wiring, count_params, init_layer_state, serial
 from jaxbp.gradients import as_custom_vjp, autodiff, backprop, objective, penalty, penalty_grad
 from jaxbp.check import (GradientCheckError, GradientReport, assert_gradients_match,
                          backprop_vs_autodiff, check_gradients, check_hvp, check_jvp, check_layer,
@@ -34,6 +34,8 @@ __all__ = [
     "serial",
     "count_params",
     "Wiring",
+    "StateRule",
+    "init_layer_state",
     "summary",
     "Summary",
     # gradients

@@ -13,6 +13,19 @@ A layer is three pure functions (plus a name used in error messages and reports)
 Inputs and outputs may be tuples of arrays (a fan-out's output, the inputs of ``add``): then
 ``input_shape`` / ``output_shape`` are tuples of shapes and ``dx`` / ``dy`` have the structure
 of ``x`` / ``y``. A combinator says how its sublayers are wired with a :class:`Wiring`.
+
+A layer may also keep *state* that is not trained (batch norm's running statistics): it then
+declares a :class:`StateRule` and its forward takes ``state=``::
+
+    state.init:   (params) -> state                 the state a fresh network starts from
+    forward:      (params, x, *, key=None, state=None) -> (y, cache)
+    state.update: (state, cache) -> state           the state after a forward with that cache
+
+In training mode (``key`` given) forward needs no state (batch norm uses the batch's
+statistics) and ``update`` folds what the cache holds into it; in evaluation mode
+(``key=None``) forward uses ``state`` and ``update`` returns it unchanged. ``backward`` is
+unchanged: state is never differentiated. Layers without state leave the field ``None`` and
+take no ``state=``; :func:`call_forward` calls either kind.
 """
 
 from __future__ import annotations
@@ -54,6 +67,22 @@ class Wiring(NamedTuple):
     part: str = "layer"
 
 
+class StateRule(NamedTuple):
+    """How a layer's non-trainable state starts and evolves (batch norm's running statistics).
+
+    Attributes:
+      init: ``(params) -> state``, the state a network with these params starts from (a
+        pytree of arrays; a combinator's is a tuple with one entry per sublayer, ``None`` for
+        a sublayer without state).
+      update: ``(state, cache) -> state``, the state after a forward that returned ``cache``:
+        in training mode (forward got a ``key``) the running statistics move towards the
+        batch's, in evaluation mode the state comes back unchanged. Never differentiated.
+    """
+
+    init: Callable[[Any], Any]
+    update: Callable[[Any, Any], Any]
+
+
 class Layer(NamedTuple):
     """A layer: ``init``, ``forward`` and its hand-derived ``backward``.
 
@@ -71,6 +100,9 @@ class Layer(NamedTuple):
         ``sublayers`` are wired, so ``jaxbp.check`` locates a slip inside it and
         ``jaxbp.summary`` shows its parts. ``None`` (the default): a combinator that declares
         no wiring is checked and summarised as one layer — never walked as a guessed chain.
+      state: for a layer with non-trainable state (``batch_norm``, or a combinator holding
+        one), its :class:`StateRule`; its forward then takes ``state=`` (used in evaluation
+        mode). ``None`` (the default): no state, and forward takes no ``state=``.
     """
 
     init: Callable[..., tuple[Params, Shape]]
@@ -79,6 +111,7 @@ class Layer(NamedTuple):
     name: str = "layer"
     sublayers: tuple[Layer, ...] = ()
     wiring: Wiring | Callable[..., Any] | None = None
+    state: StateRule | None = None
 
     def __repr__(self) -> str:
         return "\n".join(["Layer " + tree_label(self), *tree_lines(self)])
@@ -91,6 +124,106 @@ def wiring_of(layer: Layer) -> Wiring | None:
     if wiring is None or not layer.sublayers:
         return None
     return wiring if isinstance(wiring, Wiring) else Wiring(wiring)
+
+
+def has_state(layer: Layer) -> bool:
+    """Whether ``layer`` keeps non-trainable state (declares a :class:`StateRule`)."""
+    return getattr(layer, "state", None) is not None
+
+
+def call_forward(layer: Layer, params: Params, x: Any, *, key: PRNGKey | None = None,
+                 state: Any = None) -> tuple[Any, Cache]:
+    """``layer.forward(params, x, key=key)``, with ``state=state`` for a layer with state:
+    how a combinator or a tool calls a layer of either kind."""
+    if has_state(layer):
+        return layer.forward(params, x, key=key, state=state)
+    return layer.forward(params, x, key=key)
+
+
+def init_layer_state(net: Layer, params: Params) -> Any:
+    """The state ``net`` starts from with ``params`` (batch norm: running mean 0, variance 1),
+    or ``None`` for a network without state.
+
+    Examples:
+      >>> import jax, jaxbp as bp
+      >>> net = bp.serial(bp.dense(3), bp.batch_norm(), bp.relu())
+      >>> params, _ = net.init(jax.random.key(0), (2,))
+      >>> state = bp.init_layer_state(net, params)
+      >>> state[1].mean.tolist(), state[1].var.tolist(), state[0]
+      ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0], None)
+    """
+    rule = getattr(net, "state", None)
+    return None if rule is None else rule.init(params)
+
+
+def update_layer_state(layer: Layer, state: Any, cache: Cache) -> Any:
+    """``layer.state.update(state, cache)``, or ``None`` for a layer without state."""
+    rule = getattr(layer, "state", None)
+    return None if rule is None else rule.update(state, cache)
+
+
+def substate_rule(layers: tuple[Layer, ...], caches_of: Callable[[Any], tuple]) -> StateRule | None:
+    """The :class:`StateRule` of a combinator whose params are a tuple with one entry per
+    sublayer: its state is the tuple of their states (``None`` for one without), updated
+    each from its own cache (``caches_of(cache)``, the sublayers' caches in order); ``None``
+    when no sublayer has state."""
+    if not any(has_state(layer) for layer in layers):
+        return None
+
+    def init(params):
+        return tuple(init_layer_state(layer, p) for layer, p in zip(layers, params))
+
+    def update(state, cache):
+        return tuple(update_layer_state(layer, s, c)
+                     for layer, s, c in zip(layers, state, caches_of(cache)))
+
+    return StateRule(init, update)
+
+
+def substates(name: str, layers: tuple[Layer, ...], state: Any) -> tuple:
+    """A combinator's ``state=`` as one entry per sublayer (all ``None`` when not given)."""
+    if state is None:
+        return (None,) * len(layers)
+    if not isinstance(state, (tuple, list)) or len(state) != len(layers):
+        got = (f"a {type(state).__name__} of length {len(state)}"
+               if isinstance(state, (tuple, list)) else type(state).__name__)
+        raise ValueError(
+            f"{name}: state must be a tuple with one entry per sublayer ({len(layers)}), got "
+            f"{got}. Fix: pass bp.init_layer_state(net, params), or the layer_state fit "
+            f"returned, for this network.")
+    return tuple(state)
+
+
+def with_state(layer: Layer, state: Any) -> Layer:
+    """``layer`` with its state fixed to ``state``: a layer without state whose forward is
+    ``layer.forward(params, x, key=key, state=state)``, its sublayers bound to their own
+    entries alike (so a tool that walks the sublayers, such as the checker, runs each in the
+    same mode). A layer without state comes back as it is."""
+    if not has_state(layer):
+        return layer
+    subs = layer.sublayers
+    if subs:
+        subs = tuple(with_state(sub, s) for sub, s in zip(subs, substates(layer.name, subs,
+                                                                           state)))
+
+    def forward(params, x, *, key=None):
+        return layer.forward(params, x, key=key, state=state)
+
+    return layer._replace(forward=forward, sublayers=subs, state=None)
+
+
+def check_state_threaded(where: str, net: Layer) -> None:
+    """Raises ``TypeError`` if a combinator inside ``net`` holds a layer with state but
+    declares no :class:`StateRule`: its running statistics would never be updated or used."""
+    for sub in net.sublayers:
+        if has_state(sub) and not has_state(net):
+            raise TypeError(
+                f"{where}: {net.name:.60} holds {sub.name:.40}, a layer with state (running "
+                f"statistics), but declares no state rule, so that state would never be "
+                f"updated or used in evaluation. Fix: build it with bp.serial, bp.residual or "
+                f"bp.branches, which thread state, or give it state=StateRule(init, update) "
+                f"and a forward taking state= (see the Layer docstring).")
+        check_state_threaded(where, sub)
 
 
 def tree_label(layer: Layer) -> str:
@@ -294,7 +427,9 @@ def serial(*layers: Layer) -> Layer:
     backward walks them in reverse, feeding each layer's ``dx`` to the layer before it as its
     ``dy`` — the chain rule ``dL/da_{l-1} = (da_l/da_{l-1})^T dL/da_l`` applied layer by layer.
 
-    A stochastic forward (``key`` given) splits the key into one subkey per layer.
+    A stochastic forward (``key`` given) splits the key into one subkey per layer. With a
+    layer that keeps state (``batch_norm``), the state is a tuple with one entry per layer
+    (``None`` for those without), and forward's ``state=`` hands each layer its own.
 
     Examples:
       >>> import jax, jaxbp as bp
@@ -343,12 +478,14 @@ def serial(*layers: Layer) -> Layer:
                 f"{got}. Fix: pass the params returned by this network's init."
             )
 
-    def forward(params, x, *, key=None):
+    def forward(params, x, *, key=None, state=None):
         check_params(params)
         caches = []
-        for i, (layer, p, k) in enumerate(zip(layers, params, split_key(key, len(layers)))):
+        states = substates(name, layers, state)
+        for i, (layer, p, k, s) in enumerate(zip(layers, params, split_key(key, len(layers)),
+                                                 states)):
             try:
-                x, cache = layer.forward(p, x, key=k)
+                x, cache = call_forward(layer, p, x, key=k, state=s)
             except (ValueError, TypeError) as e:
                 reraise(i, e)
             caches.append(cache)
@@ -369,7 +506,8 @@ def serial(*layers: Layer) -> Layer:
             x = run(i, params[i], x, k)
         return x
 
-    return Layer(init, forward, backward, name, tuple(layers), Wiring(chain))
+    return Layer(init, forward, backward, name, tuple(layers), Wiring(chain),
+                 substate_rule(tuple(layers), lambda caches: caches))
 
 
 def same_treedef(a: Any, b: Any) -> bool:
@@ -411,6 +549,8 @@ __all__ = [
     "Wiring",
     "PRNGKey",
     "Shape",
+    "StateRule",
+    "call_forward",
     "check_dparams",
     "check_dy",
     "check_float_input",
@@ -418,13 +558,20 @@ __all__ = [
     "check_input_shape",
     "check_input_shapes",
     "check_param_shapes",
+    "check_state_threaded",
     "count_params",
     "float_dtype",
+    "has_state",
+    "init_layer_state",
     "is_shape_tuple",
     "same_treedef",
     "serial",
     "split_key",
+    "substate_rule",
+    "substates",
     "tree_label",
     "tree_lines",
+    "update_layer_state",
+    "with_state",
     "wiring_of",
 ]

@@ -13,18 +13,20 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxbp._core import Layer, wiring_of
+from jaxbp._core import Layer, call_forward, has_state, substates, wiring_of
 
 
 class Call(NamedTuple):
     """One use of a sublayer inside a combinator: ``y = sublayers[index].forward(params, x,
-    key=key)[0]``."""
+    key=key, state=state)[0]`` (``state``: the sublayer's entry of the combinator's state
+    tuple, ``None`` for a sublayer without state)."""
 
     index: int  # type: ignore[assignment]  # mypy: a field may not shadow tuple.index
     params: Any
     x: Any
     key: Any
     y: Any
+    state: Any = None
 
 
 def _sublayer(layer: Layer, i: Any) -> Layer:
@@ -38,21 +40,29 @@ def _sublayer(layer: Layer, i: Any) -> Layer:
     return subs[i]
 
 
-def wired_calls(layer: Layer, params, x, key=None) -> tuple[Any, list[Call]]:
+def _substate(layer: Layer, state, i: int):
+    """Sublayer ``i``'s entry of ``layer``'s state (one entry per sublayer), or ``None``."""
+    if not has_state(layer):
+        return None
+    return substates(layer.name, layer.sublayers, state)[i]
+
+
+def wired_calls(layer: Layer, params, x, key=None, state=None) -> tuple[Any, list[Call]]:
     """``layer``'s output by its wiring, and every sublayer call made, in forward order."""
     wiring = wiring_of(layer)
     assert wiring is not None, "only for a combinator that declares its wiring"
     calls: list[Call] = []
 
     def run(i, p, xi, k=None):
-        y = _sublayer(layer, i).forward(p, xi, key=k)[0]
-        calls.append(Call(i, p, xi, k, y))
+        sub, s = _sublayer(layer, i), _substate(layer, state, i)
+        y = call_forward(sub, p, xi, key=k, state=s)[0]
+        calls.append(Call(i, p, xi, k, y, s))
         return y
 
     return wiring.apply(run, params, x, key), calls
 
 
-def call_cotangents(layer: Layer, params, x, key, dy, calls: list[Call]) -> list:
+def call_cotangents(layer: Layer, params, x, key, dy, calls: list[Call], state=None) -> list:
     """Autodiff's cotangent reaching the output of each of ``calls`` (in their order), given
     ``dy`` at the combinator's output: the gradient with respect to a zero added to each call's
     result, through the combinator's own wiring."""
@@ -63,7 +73,8 @@ def call_cotangents(layer: Layer, params, x, key, dy, calls: list[Call]) -> list
         pending = iter(taps)
 
         def run(i, p, xi, k=None):
-            y = _sublayer(layer, i).forward(p, xi, key=k)[0]
+            y = call_forward(_sublayer(layer, i), p, xi, key=k,
+                             state=_substate(layer, state, i))[0]
             return jax.tree_util.tree_map(jnp.add, y, next(pending))
 
         return wiring.apply(run, params, x, key)

@@ -15,20 +15,24 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 from collections.abc import Callable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from jaxbp._core import Layer, Loss, serial
+from jaxbp._core import Layer, Loss, init_layer_state, serial, update_layer_state
 from jaxbp.check.report import GradientReport
+from jaxbp.check.verdicts import LeafCheck, Status
 from jaxbp.check import check_layer, check_loss
 from jaxbp.layers import position_embedding
 from jaxbp.losses import token_cross_entropy
-from jaxbp.models import transformer
+from jaxbp.models import residual_block, transformer
 from jaxbp.layers import add, branches, concat, fan_out
-from jaxbp.layers import (avg_pool, conv2d, dense, dropout, elu, embedding, flatten, gelu,
-                          identity, last_step, layer_norm, leaky_relu, lstm, max_pool,
+from jaxbp.layers import (avg_pool, batch_norm, conv2d, dense, dropout, elu, embedding, flatten,
+                          gelu, identity, last_step, layer_norm, leaky_relu, lstm, max_pool,
                           multi_head_attention, relu, residual, rnn, sigmoid, softmax, softplus,
                           tanh)
 from jaxbp.losses import (binary_cross_entropy, mse, sigmoid_binary_cross_entropy,
@@ -107,6 +111,9 @@ class LayerCase(NamedTuple):
         normal inputs kept ``|x| >= kink_margin`` (integer draws are used as they are).
       any_shape: the layer accepts every shape of its rank (sizes 1 to 5 are drawn); False for
         one that needs ``input_shape`` (VALID convolution, explicit pads, a CNN).
+      state_update: for a layer with state, the reference of its update, ``(state, x) -> the
+        state after a training forward on x`` (NumPy, written from the definition):
+        :func:`check_case` compares the layer's own update with it.
     """
 
     name: str
@@ -116,6 +123,7 @@ class LayerCase(NamedTuple):
     training: bool = False
     kink_margin: float = 0.0
     any_shape: bool = True
+    state_update: Callable | None = None
 
 
 class LossCase(NamedTuple):
@@ -131,6 +139,19 @@ class LossCase(NamedTuple):
 
 
 _OFF_ZERO = 0.05  # keeps random inputs off the kink at 0 of ReLU-type layers
+
+
+def running_statistics(momentum: float) -> Callable:
+    """Batch norm's state update from its definition: ``running = momentum · running +
+    (1 − momentum) · batch``, with the batch's mean and biased variance over every axis but
+    the last."""
+    def update(state, x):
+        x = np.asarray(x, np.float64).reshape(-1, np.shape(x)[-1])
+        mean, var = x.mean(axis=0), x.var(axis=0)
+        return type(state)(momentum * np.asarray(state.mean) + (1 - momentum) * mean,
+                           momentum * np.asarray(state.var) + (1 - momentum) * var)
+
+    return update
 
 #: Every built-in layer, one :class:`LayerCase` each: what ``jaxbp check``, ``tests/test_layers.py``
 #: and ``tests/test_check_cli.py`` check. A new layer is one line here.
@@ -183,6 +204,15 @@ LAYER_CASES: list[LayerCase] = [
         dense(4), relu())), add()), (3,), with_zeros, kink_margin=_OFF_ZERO),
     LayerCase("branches_concat", lambda: serial(fan_out(2), branches(dense(2), tanh()),
                                                 concat()), (2, 3), any_shape=False),
+    # (batch, time, features): at least two rows per batch, even at batch 1 (in float32 two
+    # rows leave dx = 0 up to cancellation, as the two normalised values are ±1)
+    LayerCase("batch_norm", lambda: batch_norm(momentum=0.8), (2, 3), training=True,
+              state_update=running_statistics(0.8)),
+    LayerCase("batch_norm_nhwc", lambda: batch_norm(), (3, 3, 2), training=True,
+              state_update=running_statistics(0.9)),
+    LayerCase("resnet_block", lambda: serial(conv2d(2, 3), batch_norm(), relu(),
+                                             residual_block(2)), (4, 4, 1), with_zeros,
+              training=True, kink_margin=_OFF_ZERO, any_shape=False),
 ]
 
 #: Every built-in loss, one :class:`LossCase` each (with targets of each kind it accepts).
@@ -204,8 +234,11 @@ def check_case(case: LayerCase | LossCase, *, key=0, draws: int = 2) -> Gradient
     """Checks one case with :func:`~jaxbp.check_layer` or :func:`~jaxbp.check_loss` (batch
     sizes 1 and 3, ``draws`` draws each, inputs from the case's draw functions)."""
     if isinstance(case, LayerCase):
-        return check_layer(case.make(), case.input_shape, key=key, draws=draws,
-                           input_fn=case.draw, training=case.training)
+        report = check_layer(case.make(), case.input_shape, key=key, draws=draws,
+                             input_fn=case.draw, training=case.training)
+        if case.state_update is None:
+            return report
+        return dataclasses.replace(report, rows=report.rows + _state_rows(case, key))
     if isinstance(case, LossCase):
         return check_loss(case.make(), case.pred_shape, key=key, draws=draws,
                           pred_fn=case.draw_pred, target_fn=case.draw_true)
@@ -213,6 +246,46 @@ def check_case(case: LayerCase | LossCase, *, key=0, draws: int = 2) -> Gradient
                     f"{type(case).__name__}. Fix: e.g. LayerCase('relu', bp.relu, (5,)).")
 
 
+_STATE_TRAINED = ("the layer's state after a training forward equals the reference update "
+                 "(momentum · running + (1 − momentum) · batch)")
+_STATE_WRONG = "the layer's state update differs from the reference → the update is wrong"
+_STATE_KEPT = "evaluation mode left the state unchanged"
+_STATE_MOVED = "evaluation mode changed the state → only training may move it"
+
+
+def _state_rows(case: LayerCase, key) -> tuple[LeafCheck, ...]:
+    """Rows checking a layer's state update at a random state and input (float64): after a
+    training forward against ``case.state_update``, after an evaluation forward unchanged."""
+    seed = key if isinstance(key, int) else 0
+    rng = np.random.default_rng(seed)
+    layer = case.make()
+    with jax.enable_x64(True):
+        x = jnp.asarray(case.draw(rng, (5, *case.input_shape)), jnp.float64)
+        params = layer.init(jax.random.key(seed), case.input_shape)[0]
+        start = jax.tree_util.tree_map(
+            lambda a: jnp.asarray(rng.uniform(0.5, 2.0, np.shape(a))), init_layer_state(layer,
+                                                                                  params))
+        trained = update_layer_state(layer, start, layer.forward(
+            params, x, key=jax.random.key(seed))[1])
+        kept = update_layer_state(layer, start, layer.forward(params, x, state=start)[1])
+        reference = case.state_update
+        assert reference is not None, "only for a case with a reference update"
+        checks = ((trained, reference(start, x), _STATE_TRAINED, _STATE_WRONG),
+                  (kept, start, _STATE_KEPT, _STATE_MOVED))
+        rows = []
+        for got, want, right, wrong in checks:
+            for (path, g), w in zip(jax.tree_util.tree_leaves_with_path(got),
+                                    jax.tree_util.tree_leaves(want)):
+                g, w = np.asarray(g), np.asarray(w)
+                err = float(np.max(np.abs(g - w), initial=0.0))
+                rel = err / max(1.0, float(np.max(np.abs(w), initial=0.0)))
+                ok = np.shape(g) == np.shape(w) and rel <= 1e-12
+                rows.append(LeafCheck(f"state{jax.tree_util.keystr(path)}", tuple(np.shape(g)),
+                                      Status.OK if ok else Status.FAIL, right if ok else wrong,
+                                      err, rel))
+    return tuple(rows)
+
+
 __all__ = ["LAYER_CASES", "LOSS_CASES", "Draw", "LayerCase", "LossCase", "binary",
-           "check_case", "labels", "normal", "one_hot", "probabilities", "ties",
-           "token_one_hot", "token_targets", "tokens", "with_zeros"]
+           "check_case", "labels", "normal", "one_hot", "probabilities", "running_statistics",
+           "ties", "token_one_hot", "token_targets", "tokens", "with_zeros"]

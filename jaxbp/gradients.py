@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp._core import Array, Layer, Loss, Params, check_dparams, same_treedef
+from jaxbp._core import (Array, Layer, Loss, Params, call_forward, check_dparams,
+                         check_state_threaded, same_treedef, update_layer_state)
 from jaxbp._validate import fail, non_negative, one_of, require_layer, require_loss, traced
 
 GradFn = Callable[..., tuple[Array, Params]]
@@ -125,6 +126,7 @@ def in_params_dtype(grads: Params, params: Params) -> Params:
 
 def _validate(where: str, net: Layer, loss: Loss, l1, l2) -> tuple:
     check_net_and_loss(net, loss, where)
+    check_state_threaded(where, net)
     return tuple(c if traced(c) else non_negative(where, name, c, f"{name}=1e-4")
                  for name, c in (("l1", l1), ("l2", l2)))
 
@@ -145,7 +147,11 @@ def backprop(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
         ``leaf -> bool``, or a pytree of bools shaped like ``params``.
 
     Returns:
-      ``f(params, x, y, *, key=None) -> (loss_value, grads)``; pure, so it can be ``jax.jit``-ed.
+      ``f(params, x, y, *, key=None, state=None) -> (loss_value, grads)``; pure, so it can be
+      ``jax.jit``-ed. For a network with state (batch norm) pass ``state=`` (the network's
+      layer state): then ``f`` returns ``(loss_value, grads, new_state)``, the state after this
+      forward (moved towards the batch's statistics in training mode, ``key`` given; unchanged
+      in evaluation mode, where forward uses it). State is never differentiated.
       ``grads`` has the structure and, leaf by leaf, the dtype of ``params`` (the computation
       runs in the promoted dtype of params and ``x``, as ``jax.grad``'s does, and each
       gradient is cast to its parameter's dtype at the end, exactly as ``autodiff`` returns it).
@@ -163,9 +169,9 @@ def backprop(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
     """
     l1, l2 = _validate("backprop", net, loss, l1, l2)
 
-    def value_and_grad(params, x, y, *, key=None):
+    def value_and_grad(params, x, y, *, key=None, state=None):
         check_batch("backprop", x, y)
-        y_pred, cache = net.forward(params, x, key=key)
+        y_pred, cache = call_forward(net, params, x, key=key, state=state)
         value = loss.value(y_pred, y)
         dparams, _ = net.backward(params, cache, loss.grad(y_pred, y))
         check_dparams("backprop", net, params, dparams)
@@ -173,22 +179,36 @@ def backprop(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
             value = value + penalty(params, l1=l1, l2=l2, regularize=regularize)
             dreg = penalty_grad(params, l1=l1, l2=l2, regularize=regularize)
             dparams = jax.tree_util.tree_map(jnp.add, dparams, dreg)
-        return value, in_params_dtype(dparams, params)
+        grads = in_params_dtype(dparams, params)
+        if state is None:
+            return value, grads
+        return value, grads, update_layer_state(net, state, cache)
 
     return value_and_grad
 
 
 def objective(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
               regularize=None) -> Callable[..., Array]:
-    """The scalar objective ``J(params, x, y, *, key=None)`` that :func:`autodiff`
-    differentiates."""
+    """The scalar objective ``J(params, x, y, *, key=None, state=None)`` that :func:`autodiff`
+    differentiates (``state``: a network's layer state, used in evaluation mode)."""
     l1, l2 = _validate("objective", net, loss, l1, l2)
+    j_and_cache = _objective_and_cache(net, loss, l1, l2, regularize)
 
-    def j(params, x, y, *, key=None):
-        value = loss.value(net.forward(params, x, key=key)[0], y)
+    def j(params, x, y, *, key=None, state=None):
+        return j_and_cache(params, x, y, key, state)[0]
+
+    return j
+
+
+def _objective_and_cache(net: Layer, loss: Loss, l1, l2, regularize) -> Callable:
+    """``(params, x, y, key, state) -> (J, forward's cache)``: the objective, and what the
+    layer state's update reads."""
+    def j(params, x, y, key, state):
+        y_pred, cache = call_forward(net, params, x, key=key, state=state)
+        value = loss.value(y_pred, y)
         if _on(l1) or _on(l2):
             value = value + penalty(params, l1=l1, l2=l2, regularize=regularize)
-        return value
+        return value, cache
 
     return j
 
@@ -196,13 +216,19 @@ def objective(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
 def autodiff(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
              regularize=None) -> GradFn:
     """Gradients by ``jax.value_and_grad`` of the same forward; same signature as
-    :func:`backprop`."""
+    :func:`backprop` (with ``state=``, ``(value, grads, new_state)``)."""
     j = objective(net, loss, l1=l1, l2=l2, regularize=regularize)
     vg = jax.value_and_grad(j)
+    l1, l2 = _validate("autodiff", net, loss, l1, l2)
+    vg_cache = jax.value_and_grad(_objective_and_cache(net, loss, l1, l2, regularize),
+                                  has_aux=True)
 
-    def value_and_grad(params, x, y, *, key=None):
+    def value_and_grad(params, x, y, *, key=None, state=None):
         check_batch("autodiff", x, y)
-        return vg(params, x, y, key=key)
+        if state is None:
+            return vg(params, x, y, key=key)
+        (value, cache), grads = vg_cache(params, x, y, key, state)
+        return value, grads, update_layer_state(net, state, cache)
 
     return value_and_grad
 
@@ -252,16 +278,26 @@ def _check_backward_output(name: str, params, x, out):
                 f"as_custom_vjp({name}): dparams{key} has shape {jnp.shape(got[key])}, but "
                 f"params{key} has shape {jnp.shape(p)}{flip}. Fix: the gradient of a leaf has "
                 f"that leaf's shape.")
-    int_x = not jnp.issubdtype(jnp.result_type(x), jnp.inexact)
-    if not int_x and jnp.shape(dx) != jnp.shape(x):
-        raise ValueError(f"as_custom_vjp({name}): dx has shape {jnp.shape(dx)}, but x has shape "
-                         f"{jnp.shape(x)}. Fix: dx has the shape of the layer's input.")
     dparams = jax.tree_util.tree_map(lambda g, p: jnp.asarray(g, jnp.result_type(p)),
                                      dparams, params)
-    # integer inputs (token ids) take the symbolic zero cotangent
-    dx = (np.zeros(jnp.shape(x), jax.dtypes.float0) if int_x
-          else jnp.asarray(dx, jnp.result_type(x)))
-    return dparams, dx
+    return dparams, _input_cotangent(name, x, dx)
+
+
+def _input_cotangent(name: str, x, dx):
+    """``dx`` checked against ``x`` and cast to its dtype, leaf by leaf for a tuple input;
+    an integer input (token ids) takes the symbolic zero cotangent."""
+    if isinstance(x, (tuple, list)):
+        if not isinstance(dx, (tuple, list)) or len(dx) != len(x):
+            raise ValueError(
+                f"as_custom_vjp({name}): x is a tuple of {len(x)} arrays, but dx is "
+                f"{type(dx).__name__}. Fix: return dx with the structure of x, one entry each.")
+        return type(x)(_input_cotangent(name, xi, di) for xi, di in zip(x, dx))
+    if not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+        return np.zeros(jnp.shape(x), jax.dtypes.float0)
+    if jnp.shape(dx) != jnp.shape(x):
+        raise ValueError(f"as_custom_vjp({name}): dx has shape {jnp.shape(dx)}, but x has shape "
+                         f"{jnp.shape(x)}. Fix: dx has the shape of the layer's input.")
+    return jnp.asarray(dx, jnp.result_type(x))
 
 
 def as_custom_vjp(layer: Layer) -> Callable[..., Array]:
@@ -277,7 +313,8 @@ def as_custom_vjp(layer: Layer) -> Callable[..., Array]:
       layer: a :class:`Layer`.
 
     Returns:
-      ``apply(params, x, key=None) -> y``.
+      ``apply(params, x, key=None, state=None) -> y`` (``state``: a layer with state's, for
+      evaluation mode; not differentiated).
 
     Examples:
       >>> import jax, jax.numpy as jnp, jaxbp as bp
@@ -291,23 +328,23 @@ def as_custom_vjp(layer: Layer) -> Callable[..., Array]:
     require_layer("as_custom_vjp", layer)
 
     @jax.custom_vjp
-    def apply(params, x, key):
-        return layer.forward(params, x, key=key)[0]
+    def apply(params, x, key, state):
+        return call_forward(layer, params, x, key=key, state=state)[0]
 
-    def fwd(params, x, key):
-        y, cache = layer.forward(params, x, key=key)
+    def fwd(params, x, key, state):
+        y, cache = call_forward(layer, params, x, key=key, state=state)
         return y, (params, x, cache)
 
     def bwd(res, dy):
         params, x, cache = res
         dparams, dx = _check_backward_output(layer.name, params, x,
                                              layer.backward(params, cache, dy))
-        return dparams, dx, None
+        return dparams, dx, None, None
 
     apply.defvjp(fwd, bwd)
 
-    def call(params, x, key=None):
-        return apply(params, x, key)
+    def call(params, x, key=None, state=None):
+        return apply(params, x, key, state)
 
     call.__doc__ = f"{layer.name} with its hand-derived backward as the VJP."
     return call

@@ -4,6 +4,9 @@
   (softmax cross-entropy) or one sigmoid unit (squared error, the classical XOR set-up);
 - :func:`digits_cnn`: two ``conv2d -> activation -> max_pool`` stages for the 8x8 digits
   images of :func:`digits_images`, then ``flatten (-> dropout) -> dense(10)``;
+- :func:`digits_resnet`: a residual CNN with batch norm for the same images (a stem
+  convolution, then residual blocks ``conv -> batch_norm -> relu -> conv -> batch_norm`` plus
+  the skip, each followed by ``relu``; global average pooling, ``dense(10)``);
 - :func:`transformer`: a causal (GPT-style, pre-norm) transformer on token ids, trained with
   ``token_cross_entropy`` at every position; :func:`transformer_block` is one of its blocks.
 
@@ -30,9 +33,9 @@ import jax.numpy as jnp
 from jaxbp import data
 from jaxbp._core import Layer, Loss, serial
 from jaxbp._validate import fail, int_at_least, number_in, one_of, positive_int
-from jaxbp.layers import (ACTIVATIONS, conv2d, dense, dropout, embedding, flatten, gelu,
-                          layer_norm, max_pool, multi_head_attention, position_embedding,
-                          residual, sigmoid)
+from jaxbp.layers import (ACTIVATIONS, avg_pool, batch_norm, conv2d, dense, dropout, embedding,
+                          flatten, gelu, layer_norm, max_pool, multi_head_attention,
+                          position_embedding, relu, residual, sigmoid)
 from jaxbp.losses import mse, softmax_cross_entropy, token_cross_entropy
 
 #: The shape of one digits image as :func:`digits_images` gives it (NHWC, without the batch).
@@ -245,6 +248,39 @@ def _generate(net, params, prompt, key, *, steps, context, temperature):
     return jax.lax.fori_loop(p, total, body, tokens)[:, :total]
 
 
+def residual_block(channels: int) -> Layer:
+    """``relu(x + bn(conv(relu(bn(conv(x))))))``: the basic block of a ResNet (He et al.
+    2016), ``conv2d(channels, 3)`` keeping the image size, for ``(h, w, channels)`` inputs."""
+    return serial(residual(serial(conv2d(channels, 3), batch_norm(), relu(),
+                                  conv2d(channels, 3), batch_norm())), relu())
+
+
+def digits_resnet(channels: int = 32, blocks: int = 2, drop_prob: float = 0.0) -> Model:
+    """A residual CNN with batch norm for the ``(8, 8, 1)`` digits images.
+
+    ``conv2d(channels, 3) -> batch_norm -> relu``, then ``blocks`` times
+    :func:`residual_block`, then global average pooling (``avg_pool(8)``), ``flatten``,
+    (dropout), ``dense(10)``. The network has state (batch norm's running statistics):
+    ``fit`` trains and returns it (``FitResult.layer_state``).
+
+    Args:
+      channels: the channels of every convolution.
+      blocks: how many residual blocks.
+      drop_prob: dropout before the last dense layer with this drop probability; 0: none.
+
+    Returns:
+      ``Model(net, softmax_cross_entropy())``, for the images of :func:`digits_images`.
+    """
+    channels = positive_int("digits_resnet", "channels", channels, "channels=32")
+    blocks = int_at_least("digits_resnet", "blocks", blocks, 0, "blocks=2")
+    layers = [conv2d(channels, 3), batch_norm(), relu()]
+    layers += [residual_block(channels) for _ in range(blocks)]
+    layers += [avg_pool(DIGITS_IMAGE[:2]), flatten()]
+    if drop_prob:
+        layers.append(dropout(drop_prob))
+    return Model(serial(*layers, dense(10)), softmax_cross_entropy())
+
+
 def digits_images(seed: int = 0) -> data.Dataset:
     """The digits split as ``data.load`` splits it, as ``(8, 8, 1)`` images scaled to [0, 1].
 
@@ -256,5 +292,5 @@ def digits_images(seed: int = 0) -> data.Dataset:
     return data.Dataset("digits", train, val, test, 10)
 
 
-__all__ = ["DIGITS_IMAGE", "Model", "OUTPUTS", "digits_cnn", "digits_images", "mlp",
-           "generate", "transformer", "transformer_block"]
+__all__ = ["DIGITS_IMAGE", "Model", "OUTPUTS", "digits_cnn", "digits_images", "digits_resnet",
+           "mlp", "generate", "residual_block", "transformer", "transformer_block"]

@@ -169,7 +169,9 @@ def data_parallel(gradient: str | Callable[..., GradFn] = "backprop", *,
       A factory with the signature of ``bp.backprop``. Its gradient function pads the batch to
       a multiple of the device count (masking the padding, see :func:`masked`), shards it along
       ``"batch"``, replicates ``params`` and returns the value and gradients replicated. It is
-      ``jit``-ed and can be called inside another ``jit`` (a whole training step).
+      ``jit``-ed and can be called inside another ``jit`` (a whole training step). With
+      ``state=`` (a network with batch norm) it returns ``(value, grads, new_state)``, the
+      batch statistics taken over the whole batch; such a batch must split evenly.
 
     Examples:
       >>> import jax, jax.numpy as jnp, jaxbp as bp
@@ -191,13 +193,22 @@ def data_parallel(gradient: str | Callable[..., GradFn] = "backprop", *,
         gradient(net, loss, l1=l1, l2=l2, regularize=regularize)  # validates arguments now
 
         @jax.jit
-        def value_and_grad(params: Params, x: Array, y: Array, *, key=None):
+        def value_and_grad(params: Params, x: Array, y: Array, *, key=None, state=None):
+            if state is not None and x.shape[0] % n:
+                raise ValueError(
+                    f"data_parallel: a batch of {x.shape[0]} rows does not split evenly over "
+                    f"{n} devices, and {net.name:.60} has batch statistics, which padding "
+                    f"rows would change. Fix: a batch size that is a multiple of {n}.")
             (x_pad, y_pad), mask = pad_rows(n, x, y)
             source = loss if x_pad.shape[0] == x.shape[0] else masked(loss, mask)
             grad_fn = gradient(net, source, l1=l1, l2=l2, regularize=regularize)
-            value, grads = grad_fn(constrain(params, whole), constrain(x_pad, rows),
-                                   constrain(y_pad, rows), key=key)
-            return constrain(value, whole), constrain(grads, whole)
+            args = (constrain(params, whole), constrain(x_pad, rows), constrain(y_pad, rows))
+            if state is None:
+                value, grads = grad_fn(*args, key=key)
+                return constrain(value, whole), constrain(grads, whole)
+            # batch statistics are taken over the whole (sharded) batch: one all-reduce each
+            out = grad_fn(*args, key=key, state=constrain(state, whole))
+            return constrain(out, whole)
 
         return value_and_grad
 

@@ -27,8 +27,8 @@ from typing import Any, NamedTuple
 
 import jax
 
-from jaxbp._core import (Layer, check_input_shapes, count_params, float_dtype, is_shape_tuple,
-                         tree_label, wiring_of)
+from jaxbp._core import (Layer, call_forward, check_input_shapes, count_params, float_dtype,
+                         init_layer_state, is_shape_tuple, tree_label, wiring_of)
 from jaxbp._validate import require_layer
 from jaxbp._wiring import Call, wired_calls
 
@@ -90,14 +90,15 @@ def _shape_of(y) -> Any:
 
 
 def _rows(layer: Layer, params, x, label: str, indent: str, depth: int,
-          out: list[SummaryRow]) -> None:
-    """Appends ``layer``'s row (labelled ``label``) and, through its wiring, its parts'."""
+          out: list[SummaryRow], state=None) -> None:
+    """Appends ``layer``'s row (labelled ``label``) and, through its wiring, its parts'
+    (evaluation mode: a layer with state runs on ``state``)."""
     wiring = wiring_of(layer)
     calls: list[Call] = []
     if wiring is None:
-        y = layer.forward(params, x)[0]
+        y = call_forward(layer, params, x, state=state)[0]
     else:
-        y, calls = wired_calls(layer, params, x)
+        y, calls = wired_calls(layer, params, x, state=state)
     out.append(SummaryRow(label, layer.name, depth, _shape_of(y), count_params(params)))
     if wiring is None:
         return
@@ -106,7 +107,7 @@ def _rows(layer: Layer, params, x, label: str, indent: str, depth: int,
         sub = layer.sublayers[call.index]
         branch = "└─" if j == len(calls) - 1 else "├─"
         _rows(sub, call.params, call.x, f"{child}{branch} {wiring.part} {call.index}: "
-              f"{tree_label(sub)}", child, depth + 1, out)
+              f"{tree_label(sub)}", child, depth + 1, out, call.state)
 
 
 def _example(shape, dtype):
@@ -142,7 +143,7 @@ def summary(net: Layer, input_shape, *, dtype=None) -> Summary:
 
     def walk(params, x):
         rows.clear()
-        _rows(net, params, x, tree_label(net), "", 0, rows)
+        _rows(net, params, x, tree_label(net), "", 0, rows, init_layer_state(net, params))
         return 0
 
     jax.eval_shape(walk, params, _example(shape, float_dtype(dtype)))

@@ -59,8 +59,8 @@ def layer_vjp_pair(layer, params, x, dy, *, key=None, jit: bool = False):
         _, vjp = jax.vjp(lambda p, x: layer.forward(p, x, key=key)[0], p, x)
         return vjp(dy)
 
-    if jit:
-        manual, oracle = jax.jit(manual), jax.jit(oracle)
+    if jit:  # one program for both: one compile
+        return jax.jit(lambda p, x, dy: (manual(p, x, dy), oracle(p, x, dy)))(params, x, dy)
     return manual(params, x, dy), oracle(params, x, dy)
 
 
@@ -75,7 +75,10 @@ def assert_layer_matches_vjp(layer, input_shape, *, batch: int, seed: int, rtol:
         x = make_input(np.random.default_rng(seed), (batch, *input_shape))
     else:
         x = random_like_shape(seed, (batch, *input_shape), dtype, away_from_zero)
-    y, _ = layer.forward(params, x, key=k_fwd if stochastic else None)
+    # The output's shape without running (or, for a jitted layer, compiling) the forward
+    # here: manual and oracle run it, eagerly or under jit.
+    y = jax.eval_shape(lambda p, x: layer.forward(p, x, key=k_fwd if stochastic else None)[0],
+                       params, x)
     assert y.shape == (batch, *out_shape), f"forward gave {y.shape}, init said {out_shape}"
     dy = random_like_shape(seed + 1, y.shape, dtype)
     got, want = layer_vjp_pair(layer, params, x, dy, key=k_fwd if stochastic else None, jit=jit)

@@ -111,9 +111,26 @@ def test_train_digits_cnn(capsys):
     assert _metrics(out)["test_accuracy"] >= 0.9, out   # 0.956 after 3 epochs (seed 0)
 
 
+def test_train_digits_resnet(capsys):
+    """--model resnet (batch norm's state through fit, evaluation and the gradient check in
+    training mode) on a narrow short run; the default run (32 channels, 20 epochs) reaches
+    98.9-100 % test accuracy over seeds 0-4 (measured, see docs/training.md)."""
+    assert main(["train", "digits", "--model", "resnet", "--hidden", "16", "--epochs", "3",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "conv2d(16, 3), batch_norm, relu, serial(residual(serial(conv2d(16, 3), batch_norm" \
+        in out, out
+    assert re.search(r"gradient check: .* -> OK", out), out
+    assert "trained 3 epochs (117 steps)" in out, out  # 1257 examples: 39 full batches of 32
+    assert _metrics(out)["test_accuracy"] >= 0.75, out  # 0.867 (seed 0)
+
+
 @pytest.mark.parametrize("argv, match", [
     (["spirals", "--model", "cnn"], r"--model cnn works on image data, i.e. digits"),
     (["digits", "--model", "cnn", "--hidden", "16"], r"must give the channels of the two"),
+    (["moons", "--model", "resnet"], r"--model resnet works on image data, i.e. digits"),
+    (["digits", "--model", "resnet", "--hidden", "8,16"], r"one channel count per residual "
+                                                         r"block, all equal"),
 ])
 def test_train_cnn_errors(argv, match, capsys):
     assert main(["train", *argv, "--no-progress"]) == 2

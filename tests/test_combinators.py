@@ -310,3 +310,49 @@ def test_docstring_examples(module):
     import importlib
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+# ---- tuple inputs in the checker and the custom_vjp bridge; the fan-out hints ----------
+
+
+def test_check_layer_takes_a_tuple_input_and_names_the_wrong_entry():
+    assert bp.check_layer(bp.concat(), ((3,), (2,)), draws=1).ok
+    add = bp.add()
+    slip = add._replace(backward=lambda p, c, dy: ((), (dy, jnp.zeros_like(dy))))
+    report = bp.check_layer(slip, ((3,), (3,)), draws=1)
+    assert [r.path for r in report.failures] == ["x[1]"]
+    x = (np.ones((2, 3)), np.full((2, 3), 0.5))
+    assert bp.check_layer(add, inputs=[x]).ok
+
+
+@pytest.mark.parametrize("kept, missing", [((0,), "1, 2"), ((0, 2), "1"), ((1,), "0, 2")])
+def test_a_fan_out_that_drops_a_path_is_diagnosed(kept, missing):
+    fan = bp.fan_out(3)
+    slip = fan._replace(backward=lambda p, c, dy: ((), sum(dy[k] for k in kept)))
+    (row,) = bp.check_layer(slip, (3,), draws=1).failures
+    assert row.path == "x" and row.hint.startswith(
+        f"missing fan-out path: reference − manual equals the cotangent of path(s) {missing} ")
+
+
+def test_a_residual_that_drops_its_identity_path_is_diagnosed():
+    res = bp.residual(bp.serial(bp.dense(3), bp.tanh()))
+
+    def backward(params, cache, dy):
+        dparams, dx_block = res.sublayers[0].backward(params[0], cache[0], dy)
+        return (dparams,), dx_block  # dx = dy + dx_block without the dy
+
+    (row,) = bp.check_layer(res._replace(backward=backward), (3,), draws=1).failures
+    assert row.path == "x" and row.hint.startswith("missing skip path")
+
+
+def test_as_custom_vjp_takes_a_tuple_input():
+    net = bp.serial(bp.branches(bp.dense(2), bp.tanh()), bp.concat())
+    params, _ = net.init(jax.random.key(0), ((3,), (2,)))
+    x = (jnp.linspace(-1, 1, 12).reshape(4, 3), jnp.linspace(0, 1, 8).reshape(4, 2))
+    apply = bp.as_custom_vjp(net)
+    got = jax.grad(lambda p, x_: jnp.sum(apply(p, x_) ** 2), argnums=(0, 1))(params, x)
+    want = jax.grad(lambda p, x_: jnp.sum(net.forward(p, x_)[0] ** 2), argnums=(0, 1))(params, x)
+    assert_trees_close(got, want, 1e-5, "as_custom_vjp with a tuple x")
+    wrong = net._replace(backward=lambda p, c, dy: (net.backward(p, c, dy)[0], dy))
+    with pytest.raises(ValueError, match=r"x is a tuple of 2 arrays, but dx is"):
+        jax.grad(lambda p: jnp.sum(bp.as_custom_vjp(wrong)(p, x)))(params)

@@ -27,7 +27,9 @@ def _options(case):
 
 
 @CASES
-@settings(max_examples=6)
+# Each draw is a new shape, hence new compiles: 4 draws per case, the first the smallest
+# (batch 1, sizes 1); test_backward_matches_vjp_jit covers batches 1 and 3 under jit.
+@settings(max_examples=4)
 @given(batch=st.integers(1, 4), dims=st.lists(st.integers(1, 5), min_size=3, max_size=3),
        seed=st.integers(0, 2**16), jit=st.booleans())
 def test_backward_matches_vjp_random_shapes(case, batch, dims, seed, jit):

@@ -54,7 +54,8 @@ def _make(case, batch, k, seed):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-@settings(max_examples=8)
+# Each draw is a new shape, hence new compiles: 5 per case, the first the smallest (1, 2).
+@settings(max_examples=5)
 @given(batch=st.integers(1, 6), k=st.integers(2, 5), seed=st.integers(0, 2**16))
 def test_grad_matches_jax_grad(case, batch, k, seed):
     loss, y_pred, y_true = _make(case, batch, k, seed)

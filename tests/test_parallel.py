@@ -125,6 +125,20 @@ def _fit_worker() -> dict:
     out["fit_resume_bitwise"] = all(
         np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(resumed.params),
                                              jax.tree_util.tree_leaves(four.params)))
+    # batch norm: its statistics over the whole batch, sharded 3 rows per device
+    bn = bp.serial(bp.dense(8), bp.tanh(), bp.batch_norm(), bp.dense(D_OUT))
+    bn_params, _ = bn.init(jax.random.key(1), (D_IN,))
+    bn_single, bn_four = (fit(bn, bp.softmax_cross_entropy(), opt, bn_params, x, y, key=3,
+                              epochs=2, batch_size=12, progress=False, **kw)
+                          for kw in ({}, {"devices": 4}))
+    out["fit_bn"] = _max_rel((bn_four.params, bn_four.layer_state),
+                             (bn_single.params, bn_single.layer_state))
+    out["fit_bn_moved"] = float(jnp.max(jnp.abs(bn_single.layer_state[2].mean)))
+    state, k = bp.init_layer_state(bn, bn_params), jax.random.key(4)
+    one_dp, four_dp = (source(bn, bp.softmax_cross_entropy())(bn_params, x[:12], y[:12], key=k,
+                                                              state=state)
+                       for source in (bp.backprop, data_parallel(bp.backprop, devices=4)))
+    out["data_parallel_bn"] = _max_rel(four_dp, one_dp)
     return out
 
 
@@ -149,6 +163,9 @@ def test_four_devices_match_one_device():
     assert r["fit_params"] <= 1e-10, "fit(devices=4) parameters differ from fit()"
     assert r["fit_loss"] <= 1e-10, "fit(devices=4) history differs from fit()"
     assert r["fit_resume_bitwise"], "a 4-device run resumed differs from the uninterrupted one"
+    assert r["fit_bn_moved"] > 1e-3, "batch norm's running mean must move in training"
+    assert r["fit_bn"] <= 1e-10, "batch norm on 4 devices differs from one device"
+    assert r["data_parallel_bn"] <= 1e-10, "data_parallel's (value, grads, state) with batch norm"
     assert r["sweep_sharded"], "sweep(devices=4) did not shard its runs over the 4 devices"
     assert r["sweep_params"] <= 1e-10 and r["sweep_loss"] <= 1e-10, "sweep on 4 devices != 1"
     assert r["sweep_padded_params"] <= 1e-10, "3 runs padded to 4 devices differ from 1 device"

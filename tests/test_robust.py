@@ -87,10 +87,12 @@ def test_a_gradient_that_goes_nan_is_named():
             epochs=1, batch_size=4, progress=False)
 
 
+CE, SGD = bp.softmax_cross_entropy(), bp.optim.sgd(0.1)  # one object each: one compiled epoch
+
+
 def _run(tmp_path, epochs):
-    return fit(NET, bp.softmax_cross_entropy(), bp.optim.sgd(0.1), PARAMS, X, Y, key=0,
-               epochs=epochs, batch_size=4, progress=False, checkpoint_dir=tmp_path,
-               resume=True)
+    return fit(NET, CE, SGD, PARAMS, X, Y, key=0, epochs=epochs, batch_size=4, progress=False,
+               checkpoint_dir=tmp_path, resume=True)
 
 
 def test_resume_skips_a_damaged_newest_checkpoint(tmp_path):

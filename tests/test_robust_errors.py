@@ -1,8 +1,10 @@
 """Every bad input of the API and the command line, one row each: the error it raises (type and
 message) or, for ``jaxbp``, the one line on stderr and the exit status.
 
-The table is also the source of ``docs/errors.md``: ``test_errors_doc_is_current`` renders it
-from the messages the rows produce and compares. After changing a message, regenerate with::
+The table is also the source of ``docs/errors.md``: each row's test compares the message it
+produces with that row's line of the page, and ``test_errors_doc_is_current`` the rest of the
+page (its text, one line per row, in order), so every row runs once. After changing a message,
+regenerate with::
 
     python tests/test_robust_errors.py        # rewrites docs/errors.md
 """
@@ -432,15 +434,51 @@ def message(row: Row, directory: Path, capsys) -> str:
     return _MESSAGES[row.what]
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[r.what for r in ROWS])
-def test_bad_input_gives_a_clear_error(row, tmp_path, capsys):
+def _row_line(i: int, row: Row, text: str) -> str:
+    """Row ``i`` (from 1) of the table in docs/errors.md, given its message ``text``."""
+    return _row_prefix(i, row) + text.replace("|", "\\|") + " |"
+
+
+def _row_prefix(i: int, row: Row) -> str:
+    return f"| {i} | {row.what} | "
+
+
+_OUT_OF_DATE = ("docs/errors.md is out of date; regenerate it with "
+                "python tests/test_robust_errors.py")
+
+
+@pytest.mark.parametrize("i, row", list(enumerate(ROWS, 1)), ids=[r.what for r in ROWS])
+def test_bad_input_gives_a_clear_error(i, row, tmp_path, capsys):
     text = message(row, tmp_path, capsys)
     if not isinstance(row.run, list):  # API errors name the problem and the fix
         assert "Fix" in text or row.error is TrainingDiverged or "damaged" in text, text
+    line = _row_line(i, row, text)
+    assert f"\n{line}\n" in DOC.read_text(), f"{_OUT_OF_DATE}: row {i} should read\n{line}"
 
 
-def render() -> str:
-    """docs/errors.md from the messages of :data:`ROWS`."""
+def _stated_messages(doc: str) -> dict[str, str]:
+    """row.what -> its message as the table of ``doc`` states it (``|`` unescaped); fails
+    naming the first row the table lacks or has out of place."""
+    stated, start = {}, 0
+    ends = [f"\n{_row_prefix(i, row)}" for i, row in enumerate(ROWS[1:], 2)]
+    ends.append("\n\nNot errors, by design:")
+    for i, (row, end) in enumerate(zip(ROWS, ends), 1):
+        prefix = f"\n{_row_prefix(i, row)}"
+        begin = doc.find(prefix, start)
+        assert begin >= 0, f"{_OUT_OF_DATE}: row {i} ({row.what}) missing or out of order"
+        start = doc.find(end, begin + len(prefix))
+        assert start >= 0, (f"{_OUT_OF_DATE}: after row {i} ({row.what}), no "
+                            f"{'row ' + str(i + 1) if i < len(ROWS) else 'end of table'}")
+        text = doc[begin + len(prefix):start]
+        assert text.endswith(" |"), f"{_OUT_OF_DATE}: row {i} ({row.what}) malformed"
+        stated[row.what] = text[:-2].replace("\\|", "|")
+    return stated
+
+
+def render(messages: dict[str, str] | None = None) -> str:
+    """docs/errors.md from the messages of :data:`ROWS` (``messages``: row.what -> message;
+    by default the ones the rows produced in this process)."""
+    messages = _MESSAGES if messages is None else messages
     lines = ["# Errors: every bad input and its message", "",
              "Generated from `tests/test_robust_errors.py` (the table of bad inputs the tests "
              "check); regenerate with `python tests/test_robust_errors.py` after changing a "
@@ -449,9 +487,7 @@ def render() -> str:
              "per data set in `fit`; the command line prints one line on stderr and exits 2 for "
              "a usage mistake, 1 for a run that failed (`--debug` shows the traceback).", "",
              "| # | bad input | error and message |", "|---|---|---|"]
-    for i, row in enumerate(ROWS, 1):
-        text = _MESSAGES[row.what].replace("|", "\\|")
-        lines.append(f"| {i} | {row.what} | {text} |")
+    lines += [_row_line(i, row, messages[row.what]) for i, row in enumerate(ROWS, 1)]
     lines += ["", "Not errors, by design:", "",
               "- `batch_size` larger than the data set: one batch per epoch holding every "
               "example, padded to `batch_size` with rows of weight zero, so the step is exact "
@@ -468,13 +504,16 @@ def render() -> str:
 
 
 def test_errors_doc_is_current(tmp_path_factory, capsys):
-    for i, row in enumerate(ROWS):
-        message(row, tmp_path_factory.mktemp(f"row{i}"), capsys)
+    """The page is what :func:`render` makes of the messages its table states; that each
+    stated message is the one its row produces, each row's test checks (rows run once)."""
     assert len(ROWS) >= 30
+    assert len({row.what for row in ROWS}) == len(ROWS), "two rows of the same name"
     if os.environ.get("JAXBP_WRITE_ERRORS_DOC"):
+        for i, row in enumerate(ROWS):
+            message(row, tmp_path_factory.mktemp(f"row{i}"), capsys)
         DOC.write_text(render())
-    assert DOC.read_text() == render(), ("docs/errors.md is out of date; regenerate it with "
-                                         "python tests/test_robust_errors.py")
+    doc = DOC.read_text()
+    assert doc == render(_stated_messages(doc)), _OUT_OF_DATE
 
 
 if __name__ == "__main__":  # regenerate docs/errors.md (the tests' configuration: conftest.py)

@@ -35,13 +35,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp._core import Layer, Loss, check_input_shape
+from jaxbp._core import Layer, Loss, check_input_shape, check_input_shapes, is_shape_tuple
 from jaxbp.check.custom import check_jvp, check_vjp
 from jaxbp.check.diagnose import Context
 from jaxbp.check.hvp import check_hvp
 from jaxbp.check.localize import locate_in_network, locate_layer
-from jaxbp.check.point import (FD_RTOL, RTOL, STEP, layer_report, loss_report, param_rows,
-                               settings, tolerance, with_forward)
+from jaxbp.check.point import (FD_RTOL, RTOL, STEP, in_evaluation, layer_report, loss_report,
+                               param_rows, settings, tolerance, with_forward)
 from jaxbp.check.report import GradientCheckError, GradientReport, LeafCheck, merge
 from jaxbp._validate import fail, non_negative, positive_int, require_layer, require_loss
 from jaxbp.check.witnesses import (FULL_FD_MAX, Oracle, cache, cast, oracle, precision, to64,
@@ -70,7 +70,7 @@ def _normal(rng: np.random.Generator, shape) -> np.ndarray:
 
 def check_layer(layer: Layer, input_shape=None, *, key=0, params=None, inputs=None,
                 batch_sizes: Sequence[int] = (1, 3), draws: int = 2,
-                input_fn: Callable | None = None, training: bool = False,
+                input_fn: Callable | None = None, training: bool = False, state=None,
                 rtol: float | None = None, fd_rtol: float | None = None,
                 step: float | None = None, fd: str = "auto",
                 dtype: str = "float64") -> GradientReport:
@@ -82,16 +82,22 @@ def check_layer(layer: Layer, input_shape=None, *, key=0, params=None, inputs=No
 
     Args:
       layer: the :class:`~jaxbp.Layer` to check (a ``serial`` is localised layer by layer).
-      input_shape: one example's shape, without the batch axis; not needed with ``inputs``.
+      input_shape: one example's shape, without the batch axis (a tuple of shapes for a layer
+        whose input is a tuple, e.g. ``((3,), (3,))`` for ``add``); not needed with ``inputs``.
       key: an int seed or a ``jax.random.key`` for params, inputs and cotangents.
       params: check at these params instead of fresh ``layer.init`` ones per draw.
-      inputs: an array ``(batch, *input_shape)`` or a list of them: check exactly there.
+      inputs: an array ``(batch, *input_shape)`` (for a tuple input, a tuple of arrays) or a
+        list of them: check exactly there.
       batch_sizes: batch sizes to draw (default ``(1, 3)``).
       draws: random draws per batch size.
       input_fn: ``(rng: np.random.Generator, shape) -> array`` drawing inputs (default standard
         normal); use it for integer tokens or to place inputs on purpose.
       training: pass a fixed forward ``key`` (stochastic layers such as dropout keep their mask
-        identical across the three witnesses).
+        identical across the three witnesses; batch norm normalises with the batch's
+        statistics, and its backward's paths through them are checked).
+      state: for a layer with state (batch norm) checked in evaluation mode (``training``
+        False): the state its forward uses; default the layer's initial state
+        (:func:`jaxbp.init_layer_state`).
       rtol: tolerance of manual vs autodiff, relative to the leaf's largest magnitude.
       fd_rtol: tolerance of a value vs the finite-difference interval, relative likewise.
       step: relative finite-difference step.
@@ -116,10 +122,10 @@ def check_layer(layer: Layer, input_shape=None, *, key=0, params=None, inputs=No
         if inputs is not None:
             xs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
             points = [(0, cast(x, tol.dtype), f"inputs[{i}]") for i, x in enumerate(xs)]
-            input_shape = tuple(points[0][1].shape[1:])
+            input_shape = _example_shape(points[0][1])
         else:
-            input_shape = check_input_shape("check_layer", input_shape)
-            points = [(d, cast(draw_x(rng, (b, *input_shape)), tol.dtype),
+            input_shape = check_input_shapes("check_layer", input_shape)
+            points = [(d, cast(_draw(draw_x, rng, b, input_shape), tol.dtype),
                        f"batch {b}, draw {d}") for d in range(draws) for b in sizes]
         fixed = None if params is None else cast(params, tol.dtype)
         reports = []
@@ -127,17 +133,33 @@ def check_layer(layer: Layer, input_shape=None, *, key=0, params=None, inputs=No
             p = fixed if fixed is not None else cast(
                 layer.init(jax.random.fold_in(init_key, d), input_shape)[0], tol.dtype)
             fkey = jax.random.fold_in(init_key, 100_000 + j) if training else None
-            y = jax.eval_shape(lambda p_, x_, k_=fkey: layer.forward(p_, x_, key=k_)[0], p, x)
-            dy = cast(rng.standard_normal(y.shape), tol.dtype)
-            rep = layer_report(layer, p, x, dy, fkey, tol=tol, where=where,
+            lay = layer if training else in_evaluation(layer, p, state, tol.dtype)
+            y = jax.eval_shape(lambda p_, x_, k_=fkey, f=lay.forward: f(p_, x_, key=k_)[0], p, x)
+            dy = cast(jax.tree_util.tree_map(lambda a: rng.standard_normal(a.shape), y),
+                      tol.dtype)
+            rep = layer_report(lay, p, x, dy, fkey, tol=tol, where=where,
                                prefix="layers" if layer.sublayers else "")
-            reports.append(locate_layer(layer, p, x, dy, fkey, tol, rep))
+            reports.append(locate_layer(lay, p, x, dy, fkey, tol, rep))
     what = (f"{len(points)} explicit input(s)" if inputs is not None else
             f"{len(points)} points: batch {', '.join(map(str, sizes))} × {draws} draw(s)")
     return merge(reports, layer.name, settings(tol, what, max(
-        x.size + sum(v.size for v in jax.tree_util.tree_leaves(
-            layer.init(jax.random.key(0), input_shape)[0] if fixed is None else fixed))
+        sum(v.size for v in jax.tree_util.tree_leaves((x, layer.init(
+            jax.random.key(0), input_shape)[0] if fixed is None else fixed)))
         for _, x, _ in points)))
+
+
+def _draw(draw_x: Callable, rng: np.random.Generator, batch: int, shape):
+    """A batch of ``batch`` inputs of ``shape`` (a tuple of them for a tuple of shapes)."""
+    if is_shape_tuple(shape):
+        return tuple(_draw(draw_x, rng, batch, s) for s in shape)
+    return draw_x(rng, (batch, *shape))
+
+
+def _example_shape(x):
+    """One example's shape of the input ``x`` (a tuple of shapes for a tuple input)."""
+    if isinstance(x, (tuple, list)):
+        return tuple(_example_shape(v) for v in x)
+    return tuple(x.shape[1:])
 
 
 def check_loss(loss: Loss, pred_shape=None, *, key=0, y_pred=None, y_true=None,
@@ -188,7 +210,7 @@ def check_loss(loss: Loss, pred_shape=None, *, key=0, y_pred=None, y_true=None,
 
 def check_gradients(net: Layer, loss: Loss, params, x, y, *, l1: float = 0.0, l2: float = 0.0,
                     regularize=None, grad_fn: Callable | None = None, key=None,
-                    localize: bool = True, rtol: float | None = None,
+                    state=None, localize: bool = True, rtol: float | None = None,
                     fd_rtol: float | None = None, step: float | None = None, fd: str = "auto",
                     dtype: str = "float64") -> GradientReport:
     """Checks a network's hand-derived gradient of ``J = loss(net(params, x), y) + penalty``.
@@ -210,7 +232,10 @@ def check_gradients(net: Layer, loss: Loss, params, x, y, *, l1: float = 0.0, l2
       l2: L2 coefficient of the objective.
       regularize: which leaves are penalised (see ``bp.backprop``).
       grad_fn: the manual gradient function ``(params, x, y) -> (value, grads)`` to check.
-      key: forward key for stochastic layers (the same for every witness).
+      key: forward key for stochastic layers (the same for every witness); with it batch
+        norm runs in training mode (batch statistics).
+      state: for a network with state checked in evaluation mode (``key=None``): the layer
+        state its forward uses (default :func:`jaxbp.init_layer_state`).
       localize: on failure, find the first wrong layer (default True).
       rtol: see :func:`check_layer`.
       fd_rtol: see :func:`check_layer`.
@@ -222,6 +247,8 @@ def check_gradients(net: Layer, loss: Loss, params, x, y, *, l1: float = 0.0, l2
     tol = tolerance("check_gradients", rtol, fd_rtol, step, fd, dtype)
     l1 = non_negative("check_gradients", "l1", l1, "l1=1e-4")
     l2 = non_negative("check_gradients", "l2", l2, "l2=1e-4")
+    if key is None:
+        net = in_evaluation(net, params, state, tol.dtype)
     # Reused across calls with the same network, loss and options (compiled once per shape).
     net_oracle = _network_oracle(net, loss, l1, l2, grad_fn, regularize, key)
     prefix = "layers" if net.sublayers else ""
@@ -257,24 +284,33 @@ def _network_oracle(net, loss, l1, l2, grad_fn, regularize=None, key=None) -> Or
 
 
 def backprop_vs_autodiff(net: Layer, loss: Loss, params, x, y, *, l1: float = 0.0,
-                         l2: float = 0.0, key=None) -> float:
+                         l2: float = 0.0, key=None, state=None) -> float:
     """The quick half of :func:`check_gradients`: manual against autodiff only, no finite
     differences, so it costs one backward of each whatever the size of the network.
 
-    Returns the largest ``max |manual - autodiff| / max |autodiff|`` over the parameter leaves,
-    in float64 (about 1e-16 for a right derivation). ``jaxbp train`` runs it before training.
+    Returns the largest ``max |manual - autodiff| / scale`` over the parameter leaves, in
+    float64 (about 1e-16 for a right derivation), with ``scale = max(max |autodiff leaf|,
+    1e-4 · the largest |autodiff| of any leaf)``: a leaf whose true gradient is zero (the bias
+    of a layer that feeds batch norm, which subtracts it again) holds only round-off, which
+    is measured at the scale of the gradients it comes from. ``jaxbp train`` runs it before
+    training.
+    ``key`` and ``state`` as in :func:`check_gradients`.
     """
     require_layer("backprop_vs_autodiff", net, "net", "bp.serial(...)")
     require_loss("backprop_vs_autodiff", loss)
     l1 = non_negative("backprop_vs_autodiff", "l1", l1, "l1=1e-4")
     l2 = non_negative("backprop_vs_autodiff", "l2", l2, "l2=1e-4")
+    if key is None:
+        net = in_evaluation(net, params, state, "float64")
     net_oracle = _network_oracle(net, loss, l1, l2, None, None, key)
     with jax.enable_x64(True):
         manual, _, auto = net_oracle.manual_and_autodiff(to64(params), (to64(x), to64(y)))
-        pairs = zip(jax.tree_util.tree_leaves(manual), jax.tree_util.tree_leaves(auto))
-        return max((float(np.max(np.abs(m - a)) / max(float(np.max(np.abs(a))), 1e-300))
-                    for m, a in map(lambda pair: tuple(map(np.asarray, pair)), pairs)),
-                   default=0.0)
+        pairs = [(np.asarray(m), np.asarray(a)) for m, a in zip(
+            jax.tree_util.tree_leaves(manual), jax.tree_util.tree_leaves(auto))]
+        largest = max((float(np.max(np.abs(a), initial=0.0)) for _, a in pairs), default=0.0)
+        return max((float(np.max(np.abs(m - a), initial=0.0))
+                    / max(float(np.max(np.abs(a), initial=0.0)), 1e-4 * largest, 1e-300)
+                    for m, a in pairs), default=0.0)
 
 
 def assert_gradients_match(net: Layer, loss: Loss, params, x, y, **options) -> GradientReport:

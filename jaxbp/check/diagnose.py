@@ -16,6 +16,10 @@ dropped term                   ``manual == 0``
 sign error                     ``manual == -reference``
 transposed weight gradient     ``manual == reference.T`` (square)
 missing activation derivative  ``dx == dy`` (the cotangent passed through unchanged)
+missing skip path              ``reference - dx == dy`` (a residual's identity path dropped:
+                               the adjoint of a fan-out is the sum of its paths' cotangents)
+missing fan-out path           ``reference - dx`` is the sum of some of a fan-out's path
+                               cotangents (one path's left out of ``dx = dy_1 + ... + dy_n``)
 missing regularisation term    ``reference - manual == l2 * w`` or ``l1 * sign(w)`` (or a
                                wrong sign or scale of the L2 term, a wrong sign of the L1 term)
 mean instead of sum            ``manual == reference / batch``
@@ -53,6 +57,8 @@ class Context(NamedTuple):
       param: the leaf's own value (for regularisation terms).
       l1: the L1 coefficient in force (0 if none).
       l2: the L2 coefficient in force (0 if none).
+      paths: for the ``x`` row of a layer whose output is a tuple of arrays each shaped like
+        ``x`` (a fan-out), those cotangents stacked, ``(n, *x.shape)``.
     """
 
     batch: int | None = None
@@ -61,6 +67,7 @@ class Context(NamedTuple):
     param: np.ndarray | None = None
     l1: float = 0.0
     l2: float = 0.0
+    paths: np.ndarray | None = None
 
 
 def _close(a: np.ndarray, b: np.ndarray, tol: float = _TOL) -> bool:
@@ -176,6 +183,28 @@ def missing_activation_derivative(e: Evidence) -> str | None:
             if e.ctx.dy is not None and _close(e.manual, np.asarray(e.ctx.dy)) else None)
 
 
+def missing_skip_path(e: Evidence) -> str | None:
+    return ("missing skip path: reference − manual equals the incoming dy — x also feeds the "
+            "identity path of a skip connection, and the adjoint of a fan-out sums the "
+            "cotangents of every path: dx = dy + dx_block"
+            if e.ctx.dy is not None and _close(e.reference - e.manual, np.asarray(e.ctx.dy))
+            else None)
+
+
+def missing_fan_out_path(e: Evidence) -> str | None:
+    paths = e.ctx.paths
+    if paths is None or len(paths) > 8:
+        return None
+    gap = e.reference - e.manual
+    for left_out in range(1, 2 ** len(paths) - 1):  # every proper subset of the paths
+        chosen = [k for k in range(len(paths)) if left_out >> k & 1]
+        if _close(gap, np.sum(paths[chosen], axis=0)):
+            return (f"missing fan-out path: reference − manual equals the cotangent of path(s) "
+                    f"{', '.join(map(str, chosen))} — x feeds every path, and the adjoint of a "
+                    f"fan-out is the sum of all their cotangents: dx = dy_1 + ... + dy_n")
+    return None
+
+
 def missing_l2(e: Evidence) -> str | None:
     return (f"missing L2 regularisation term: reference − manual = l2 · w (l2 = {e.ctx.l2:g}) "
             f"— add l2 * w to this weight's gradient" if _near(e.l2_factor, e.ctx.l2) else None)
@@ -268,6 +297,8 @@ RULES: tuple[Rule, ...] = (
     sign_error,
     transposed_square,
     missing_activation_derivative,
+    missing_skip_path,
+    missing_fan_out_path,
     missing_l2,
     l2_wrong_sign,
     l2_mis_scaled,

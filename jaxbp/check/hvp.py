@@ -31,7 +31,7 @@ import numpy as np
 from jaxbp._core import Layer, Loss, split_key
 from jaxbp._validate import non_negative, positive_int, positive_number, require_layer, require_loss
 from jaxbp.check.localize import network_output
-from jaxbp.check.point import leaf_path
+from jaxbp.check.point import in_evaluation, leaf_path
 from jaxbp.check.report import GradientReport, merge
 from jaxbp.check.verdicts import FAIL, FiniteDiff, compare_leaf
 from jaxbp.check.witnesses import cache, is_float, to64
@@ -162,7 +162,8 @@ def _locate(net, loss, params, x, y, key, rng, directions, tol):
 
 
 def check_hvp(net: Layer, loss: Loss, params, x, y, *, l1: float = 0.0, l2: float = 0.0,
-              regularize=None, grad_fn=None, key=None, directions: int = 2, seed: int = 0,
+              regularize=None, grad_fn=None, key=None, state=None, directions: int = 2,
+              seed: int = 0,
               localize: bool = True, rtol: float = 1e-7, fd_rtol: float = 1e-5,
               step: float = 1e-5) -> GradientReport:
     """Checks the derivative of a hand-derived gradient: Hessian-vector products ``H v``.
@@ -186,6 +187,8 @@ def check_hvp(net: Layer, loss: Loss, params, x, y, *, l1: float = 0.0, l2: floa
       regularize: which leaves are penalised.
       grad_fn: the manual gradient function ``(params, x, y) -> (value, grads)`` to check.
       key: forward key for stochastic layers (the same mask for every witness).
+      state: a network with state's layer state in evaluation mode (as in
+        :func:`jaxbp.check_gradients`).
       directions: random directions ``v`` (default 2).
       seed: seed of the directions.
       localize: on failure, find the loss or first layer whose backward's derivative is wrong.
@@ -215,6 +218,8 @@ def check_hvp(net: Layer, loss: Loss, params, x, y, *, l1: float = 0.0, l2: floa
     rng = np.random.default_rng(seed)
     with jax.enable_x64(True):
         params, x, y = to64(params), to64(x), to64(y)
+        if key is None:
+            net = in_evaluation(net, params, state, "float64")
         run = _network_hvp(net, loss, l1, l2, grad_fn, regularize, key)
         prefix = "layers" if net.sublayers else ""
         reports = _rows(run, params, (x, y), _paths(params, prefix), rng, directions, tol, "")

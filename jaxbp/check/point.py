@@ -15,14 +15,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp._core import Layer, Loss, same_treedef
+from jaxbp._core import Layer, Loss, has_state, init_layer_state, same_treedef, with_state
 from jaxbp.check.diagnose import Context, diagnose
 from jaxbp.check.report import GradientReport
 from jaxbp.check.rules import ForwardInfo, inspect_function
 from jaxbp.check.verdicts import FAIL, SHARED, LeafCheck, compare_leaf
 from jaxbp._validate import one_of, positive_number
-from jaxbp.check.witnesses import (FD_MODES, FULL_FD_MAX, Oracle, cache, float_dtype, is_float,
-                                   oracle, witnesses)
+from jaxbp.check.witnesses import (FD_MODES, FULL_FD_MAX, Oracle, cache, cast, float_dtype,
+                                   is_float, oracle, witnesses)
 
 
 RTOL = 1e-8
@@ -180,6 +180,16 @@ def _is_float_input(x) -> bool:
     return bool(leaves) and all(is_float(v) for v in leaves)
 
 
+def in_evaluation(net: Layer, params, state, dtype) -> Layer:
+    """``net`` as checked in evaluation mode (``key=None``): a network with state bound to
+    ``state`` (its initial state when ``None``, see :func:`jaxbp._core.with_state`) in the
+    check's ``dtype``; any other network as it is."""
+    if not has_state(net):
+        return net
+    return with_state(net, cast(init_layer_state(net, params) if state is None else state,
+                                dtype))
+
+
 @cache(maxsize=256)
 def _layer_oracle(layer: Layer):
     def fn(primal, aux):
@@ -220,6 +230,9 @@ def layer_report_and_dx(layer: Layer, params, x, dy, key, *, tol: Tolerance, pre
     batch = int(jax.tree_util.tree_leaves(x)[0].shape[0])
     dy_ctx = (np.asarray(dy) if x_float and not isinstance(x, (tuple, list))
               and np.shape(dy) == np.shape(x) else None)
+    paths = (np.stack([np.asarray(d) for d in dy]) if x_float and not isinstance(x, (tuple, list))
+             and isinstance(dy, (tuple, list)) and all(np.shape(d) == np.shape(x) for d in dy)
+             else None)  # a fan-out's: one cotangent per path, each shaped like x
 
     def compute(trust_fd):
         out = param_rows(prefix, dparams, auto["params"], params, fds[:n_p], tol, where,
@@ -228,7 +241,7 @@ def layer_report_and_dx(layer: Layer, params, x, dy, key, *, tol: Tolerance, pre
             return out
         if not isinstance(x, (tuple, list)):
             return out + rows(["x"], [dx], [auto["x"]], fds[n_p:], tol, where,
-                              [Context(batch=batch, dy=dy_ctx)], trust_fd)
+                              [Context(batch=batch, dy=dy_ctx, paths=paths)], trust_fd)
         return out + _tuple_x_rows(dx, auto["x"], x, dy, fds[n_p:], tol, where, batch, trust_fd)
 
     out, forward = with_forward(compute, layer_oracle, primal, aux)

@@ -23,7 +23,8 @@ from jaxbp.check import backprop_vs_autodiff
 from jaxbp.checkpoint import CheckpointDamaged, CheckpointMismatch, DamagedCheckpointWarning
 from jaxbp.cli import UsageError, one_line
 from jaxbp.train.diverge import TrainingDiverged
-from jaxbp.cli.train_flags import (CNN_DEFAULTS, DESCRIPTION, HELP, SEQUENCE_DEFAULTS,
+from jaxbp.cli.train_flags import (CNN_DEFAULTS, DESCRIPTION, HELP, IMAGE_MODELS,
+                                   SEQUENCE_DEFAULTS,
                                    TRAIN_DEFAULTS, add_arguments)
 from jaxbp.cli import train_sequence
 
@@ -31,7 +32,7 @@ from jaxbp.cli import train_sequence
 class _Setup(NamedTuple):
     """What the flags ask for, built and checked before anything is trained."""
 
-    cfg: dict  # TRAIN_DEFAULTS / CNN_DEFAULTS overridden by the flags given
+    cfg: dict  # TRAIN_DEFAULTS / IMAGE_MODELS' defaults overridden by the flags given
     ds: Any  # jaxbp.data.Dataset
     net: Any
     loss: Any
@@ -54,11 +55,14 @@ def _settings(args) -> dict:
 def _defaults(args) -> dict:
     if train_sequence.is_sequence(args):
         return SEQUENCE_DEFAULTS[args.dataset]
-    return CNN_DEFAULTS if _cnn(args) else TRAIN_DEFAULTS[args.dataset]
+    model = _image_model(args)
+    return IMAGE_MODELS[model] if model else TRAIN_DEFAULTS[args.dataset]
 
 
-def _cnn(args) -> bool:
-    return getattr(args, "model", "mlp") == "cnn"
+def _image_model(args) -> str | None:
+    """``"cnn"`` or ``"resnet"`` when ``--model`` names an image model, else None."""
+    model = getattr(args, "model", "mlp")
+    return model if model in IMAGE_MODELS else None
 
 
 def _check_flags(args, cfg) -> None:
@@ -71,12 +75,18 @@ def _check_flags(args, cfg) -> None:
         plot.check_path(args.plot)
         plot.require_matplotlib()
     train_sequence.check_flags(args)
-    if _cnn(args) and args.dataset != "digits":
-        raise ValueError(f"--model cnn works on image data, i.e. digits, not "
-                         f"{args.dataset!r}. Fix: jaxbp train digits --model cnn.")
-    if _cnn(args) and len(cfg["hidden"]) != 2:
-        raise ValueError(f"--model cnn: --hidden {','.join(map(str, cfg['hidden']))} must give "
+    model = _image_model(args)
+    if model and args.dataset != "digits":
+        raise ValueError(f"--model {model} works on image data, i.e. digits, not "
+                         f"{args.dataset!r}. Fix: jaxbp train digits --model {model}.")
+    hidden = ",".join(map(str, cfg.get("hidden", ())))
+    if model == "cnn" and len(cfg["hidden"]) != 2:
+        raise ValueError(f"--model cnn: --hidden {hidden} must give "
                          f"the channels of the two convolution stages. Fix: e.g. --hidden 16,32.")
+    if model == "resnet" and len(set(cfg["hidden"])) != 1:
+        raise ValueError(f"--model resnet: --hidden {hidden} must give one channel count per "
+                         f"residual block, all equal (a block keeps its width). Fix: e.g. "
+                         f"--hidden 32,32 for two blocks of 32 channels.")
 
 
 def _model(args, cfg):
@@ -85,9 +95,12 @@ def _model(args, cfg):
 
     if train_sequence.is_sequence(args):
         return train_sequence.model(args, cfg)
-    if _cnn(args):
+    if _image_model(args) == "cnn":
         return models.digits_images(args.seed), models.digits_cnn(
             cfg["hidden"], cfg["activation"], args.dropout)
+    if _image_model(args) == "resnet":
+        return models.digits_images(args.seed), models.digits_resnet(
+            cfg["hidden"][0], len(cfg["hidden"]), args.dropout)
     ds = data.load(args.dataset, seed=args.seed)
     return ds, models.mlp(cfg["hidden"], ds.num_classes, cfg["activation"], args.dropout,
                           output=cfg["output"])
@@ -243,8 +256,7 @@ def _train(args, s: _Setup, params, key, out):
 
 
 def _print_xor(s: _Setup, params, out) -> None:
-    forward = jax.jit(lambda p, x: s.net.forward(p, x)[0])
-    pred = np.asarray(forward(params, s.ds.train.x.astype(_param_dtype(params))))
+    pred = np.asarray(_predictor(s.net, params, None)(s.ds.train.x.astype(_param_dtype(params))))
     truth = s.ds.train.y
     out("predictions:")
     for xi, yi, pi in zip(s.ds.train.x, truth, pred):
@@ -253,15 +265,23 @@ def _print_xor(s: _Setup, params, out) -> None:
     out(f"correct: {int(np.sum((pred > 0.5) == (truth > 0.5)))}/{len(truth)}")
 
 
-def _metrics(s: _Setup, params) -> dict:
+def _metrics(s: _Setup, params, layer_state) -> dict:
     from jaxbp import train
 
     metrics = {}
     for name, split in (("train", s.ds.train), ("val", s.ds.val), ("test", s.ds.test)):
         if split is not None:
-            for k, v in train.evaluate(s.net, s.loss, params, split.x, split.y).items():
+            for k, v in train.evaluate(s.net, s.loss, params, split.x, split.y,
+                                       layer_state=layer_state).items():
                 metrics[f"{name}_{k}"] = v
     return metrics
+
+
+def _predictor(net, params, layer_state):
+    """``net``'s jitted prediction in evaluation mode (with its layer state, if any)."""
+    from jaxbp._core import call_forward
+
+    return jax.jit(lambda x: call_forward(net, params, x, state=layer_state)[0])
 
 
 def _plot(args, s: _Setup, result, out) -> None:
@@ -270,10 +290,11 @@ def _plot(args, s: _Setup, result, out) -> None:
     params, net = result.params, s.net
     x2 = (s.ds.train.x if s.ds.train.x.shape[1] == 2 and not train_sequence.is_sequence(args)
           else None)
+    forward = _predictor(net, params, result.layer_state)
     if s.cfg.get("output") == "sigmoid":
-        predict = jax.jit(lambda pts: net.forward(params, pts)[0][:, 0])
+        predict = jax.jit(lambda pts: forward(pts)[:, 0])
     else:
-        predict = jax.jit(lambda pts: jax.nn.softmax(net.forward(params, pts)[0])[:, 1])
+        predict = jax.jit(lambda pts: jax.nn.softmax(forward(pts))[:, 1])
     plot.save_training_plot(
         args.plot, result.history, x=x2, y=s.ds.train.y,
         predict=lambda pts: predict(jnp.asarray(pts, _param_dtype(params))),
@@ -298,15 +319,18 @@ def run(args, out=print) -> int:
     kind = "tokens" if train_sequence.is_sequence(args) else "classes"
     out(f"data: {args.dataset}, {sizes} examples, {s.ds.num_classes} {kind}")
     out(f"network: {s.net.name}, {bp.count_params(params)} parameters; loss {s.loss.name}")
-    if not _check_gradients(s, params, k_check if args.dropout else None, out):
+    # in training mode where it differs (dropout's mask, batch norm's batch statistics)
+    stochastic = args.dropout or bp.init_layer_state(s.net, params) is not None
+    if not _check_gradients(s, params, k_check if stochastic else None, out):
         return 1
-    initial = bp.evaluate(s.net, s.loss, params, s.ds.train.x, s.ds.train.y)["loss"]
+    initial = bp.evaluate(s.net, s.loss, params, s.ds.train.x, s.ds.train.y,
+                          layer_state=bp.init_layer_state(s.net, params))["loss"]
     result = _train(args, s, params, k_fit, out)
     if args.dataset == "xor":
         _print_xor(s, result.params, out)
     if args.dataset == "sort":
         train_sequence.print_sorted(s.net, result.params, s.ds.test, out)
-    metrics = _metrics(s, result.params)
+    metrics = _metrics(s, result.params, result.layer_state)
     failed = None
     if args.plot:
         try:

@@ -25,6 +25,15 @@ TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
 CNN_DEFAULTS = dict(hidden=(16, 32), activation="relu", optimizer="adam", lr=3e-3, decay=None,
                     epochs=30, batch_size=32, l1=0.0, l2=0.0)
 
+# ``--model resnet`` (digits only): ``models.digits_resnet``, a residual CNN with batch norm;
+# ``hidden`` has one entry per residual block, each the channels of every convolution (all
+# equal: a block keeps its width). The rate decays tenfold over the 20 epochs' 780 steps.
+RESNET_DEFAULTS = dict(hidden=(32, 32), activation="relu", optimizer="adam", lr=3e-3,
+                       decay=(0.1, 780), epochs=20, batch_size=32, l1=0.0, l2=0.0)
+
+#: The image models of ``--model`` (digits only), with their defaults.
+IMAGE_MODELS = {"cnn": CNN_DEFAULTS, "resnet": RESNET_DEFAULTS}
+
 
 # The sequence tasks (``jaxbp train sort|text``, ``--model transformer``): ``models.transformer``
 # of width ``d_model`` with ``heads`` heads and ``blocks`` blocks; ``text`` reads ``--file`` and
@@ -72,7 +81,8 @@ def _positive_int(text: str) -> int:
 
 
 HELP = "train a network (default: XOR by hand-derived backprop)"
-DESCRIPTION = ("Train an MLP (or on digits, with --model cnn, a CNN; on the sequence tasks sort "
+DESCRIPTION = ("Train an MLP (or on digits, with --model cnn a CNN, with --model resnet a "
+               "residual CNN with batch norm; on the sequence tasks sort "
                "and text --file FILE, a transformer) by hand-derived backprop (or autodiff) "
                "under jit. Checks the manual gradients against jax.grad first; ends with the "
                "final metrics, one per line as 'name: value' (text: then a generated sample).")
@@ -86,9 +96,12 @@ def add_arguments(train) -> None:
                        choices=sorted([*TRAIN_DEFAULTS, *SEQUENCE_DEFAULTS]),
                        help="data set (default xor); sort: sorting digit strings; text: a "
                             "character-level language model on --file FILE")
-    train.add_argument("--model", choices=["mlp", "cnn", "transformer"], default=None,
+    train.add_argument("--model", choices=["mlp", "cnn", "resnet", "transformer"],
+                       default=None,
                        help="mlp (default), or cnn: a small convolutional network on the "
                             "digits images (--hidden sets its two stages' channels), or "
+                            "resnet: a residual CNN with batch norm on them (--hidden: the "
+                            "channels of each residual block, e.g. 32,32), or "
                             "transformer (the default and only model of sort and text)")
     train.add_argument("--hidden", type=_hidden_sizes, help="hidden widths, e.g. 32,32")
     train.add_argument("--activation", choices=sorted(ACTIVATIONS), help="hidden activation")
@@ -139,5 +152,6 @@ def add_arguments(train) -> None:
                             "draws it")
 
 
-__all__ = ["CNN_DEFAULTS", "DESCRIPTION", "HELP", "SEQUENCE_DEFAULTS", "TRAIN_DEFAULTS",
+__all__ = ["CNN_DEFAULTS", "DESCRIPTION", "HELP", "IMAGE_MODELS", "RESNET_DEFAULTS",
+           "SEQUENCE_DEFAULTS", "TRAIN_DEFAULTS",
            "add_arguments"]

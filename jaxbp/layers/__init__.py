@@ -1,6 +1,7 @@
 """Layers, one family per file; each is a ``Layer(init, forward, backward)``.
 
-Layer files (dense, activations, conv, pooling, dropout, norm, recurrent, lstm, embedding)
+Layer files (dense, activations, conv, pooling, dropout, norm (layer and batch norm), recurrent,
+lstm, embedding)
 import only ``jaxbp._core``, ``jaxbp._validate`` and these helpers, never one another:
 ``initializers`` (weight initialisers), ``_shared`` (bias broadcasting, parameter-free plumbing,
 input-shape checks), ``_windows`` (window arithmetic of conv and pooling), ``_sequence`` (the
@@ -35,7 +36,8 @@ from jaxbp.layers.dropout import dropout
 from jaxbp.layers.embedding import (EmbeddingParams, PositionEmbeddingParams, embedding,
                                     position_embedding)
 from jaxbp.layers.lstm import LSTMParams, lstm
-from jaxbp.layers.norm import LayerNormParams, layer_norm
+from jaxbp.layers.norm import (BatchNormCache, BatchNormEvalCache, BatchNormParams,
+                               BatchNormState, LayerNormParams, batch_norm, layer_norm)
 from jaxbp.layers.pooling import avg_pool, flatten, max_pool
 from jaxbp.layers.recurrent import RNNParams, last_step, rnn
 
@@ -43,6 +45,10 @@ __all__ = [
     "ACTIVATIONS",
     "INITIALIZERS",
     "AttentionParams",
+    "BatchNormCache",
+    "BatchNormEvalCache",
+    "BatchNormParams",
+    "BatchNormState",
     "Conv2DParams",
     "DenseParams",
     "EmbeddingParams",
@@ -52,6 +58,7 @@ __all__ = [
     "RNNParams",
     "add",
     "avg_pool",
+    "batch_norm",
     "branches",
     "concat",
     "conv2d",

@@ -32,8 +32,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxbp._core import (Layer, Wiring, check_dy, check_input_shape, check_input_shapes,
-                         is_shape_tuple, split_key)
+from jaxbp._core import (Layer, Wiring, call_forward, check_dy, check_input_shape,
+                         check_input_shapes, is_shape_tuple, split_key, substate_rule, substates)
 from jaxbp._validate import positive_int, require_layer
 from jaxbp.layers._shared import check_array, shape_token, token_shape
 
@@ -111,7 +111,8 @@ def branches(*layers: Layer) -> Layer:
     Params ``(p_1, ..., p_n)``; backward ``(dp_i, dx_i) = f_i.backward(p_i, cache_i, dy_i)``,
     each branch on its own (no path crosses another). ``init`` takes a tuple of ``n`` shapes
     and returns the tuple of the branches' output shapes. A stochastic forward splits ``key``
-    into one subkey per branch, as ``serial`` does per layer. (stax calls this ``parallel``.)
+    into one subkey per branch, as ``serial`` does per layer; a branch with state (batch
+    norm) gets its own entry of the state tuple. (stax calls this ``parallel``.)
 
     Examples:
       >>> import jax, jaxbp as bp
@@ -139,11 +140,11 @@ def branches(*layers: Layer) -> Layer:
                 f"{name}: params must be a tuple with one entry per branch ({n}), got "
                 f"{type(params).__name__}. Fix: pass the params this layer's init returned.")
 
-    def forward(params, x, *, key=None):
+    def forward(params, x, *, key=None, state=None):
         check_params(params)
         xs = _tuple_of(name, "x", x, n, fix_x)
-        out = [layer.forward(p, xi, key=k)
-               for layer, p, xi, k in zip(layers, params, xs, split_key(key, n))]
+        out = [call_forward(layer, p, xi, key=k, state=s) for layer, p, xi, k, s in
+               zip(layers, params, xs, split_key(key, n), substates(name, layers, state))]
         return tuple(y for y, _ in out), tuple(c for _, c in out)
 
     def backward(params, caches, dy):
@@ -156,7 +157,8 @@ def branches(*layers: Layer) -> Layer:
     def each(run, params, x, key=None):
         return tuple(run(i, params[i], x[i], k) for i, k in enumerate(split_key(key, n)))
 
-    return Layer(init, forward, backward, name, tuple(layers), Wiring(each, "branch"))
+    return Layer(init, forward, backward, name, tuple(layers), Wiring(each, "branch"),
+                 substate_rule(tuple(layers), lambda caches: caches))
 
 
 # --------------------------------------------------------------------------------------

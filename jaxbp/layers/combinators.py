@@ -10,7 +10,8 @@ such a fan-out is the *sum* of the cotangents coming back along each path::
     dparams_block, dx_block = block.backward(params, cache, dy)    dL/d(block output) = dy
     dx = dy + dx_block
 
-Params are ``(block_params,)`` — one entry per sublayer, as in ``serial``. Its
+Params are ``(block_params,)`` — one entry per sublayer, as in ``serial``; so is the state of
+a block with batch norm, ``(block_state,)``. Its
 :class:`~jaxbp.Wiring` (``y = x + run(0, params[0], x, key)``) tells the checker that the
 block's input is ``x`` and, by autodiff of that line, that the cotangent reaching the block's
 output is ``dy``; so a slip inside the block is located there.
@@ -21,7 +22,8 @@ The branching combinators (``fan_out``, ``branches``, ``add``, ``concat``) are i
 
 from __future__ import annotations
 
-from jaxbp._core import Layer, Wiring, check_dy, check_float_input, check_input_shape, split_key
+from jaxbp._core import (Layer, Wiring, call_forward, check_dy, check_float_input,
+                         check_input_shape, split_key, substate_rule, substates)
 from jaxbp._validate import require_layer
 from jaxbp.layers._shared import check_array, shape_token, token_shape
 
@@ -58,12 +60,13 @@ def residual(block: Layer) -> Layer:
                 f"{name}: params must be a 1-tuple (block_params,), got "
                 f"{type(params).__name__}. Fix: pass the params returned by this layer's init.")
 
-    def forward(params, x, *, key=None):
+    def forward(params, x, *, key=None, state=None):
         check_params(params)
         check_array(name, x)
         check_float_input(name, x)  # x + block(x) would promote integer data silently
         # The key as serial hands it to its one sublayer, so the checker's walk sees the same mask.
-        y, cache = block.forward(params[0], x, key=split_key(key, 1)[0])
+        y, cache = call_forward(block, params[0], x, key=split_key(key, 1)[0],
+                                state=substates(name, (block,), state)[0])
         if tuple(y.shape) != tuple(x.shape):
             raise ValueError(
                 f"{name}: the block maps x of shape {tuple(x.shape)} to {tuple(y.shape)}, but a "
@@ -81,7 +84,8 @@ def residual(block: Layer) -> Layer:
     def skip(run, params, x, key=None):
         return x + run(0, params[0], x, split_key(key, 1)[0])
 
-    return Layer(init, forward, backward, name, (block,), Wiring(skip))
+    return Layer(init, forward, backward, name, (block,), Wiring(skip),
+                 substate_rule((block,), lambda cache: cache[:1]))
 
 
 __all__ = ["residual"]

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
+from jaxbp._core import has_state
 from jaxbp.checkpoint import CheckpointError
 from jaxbp.train import runs
 from jaxbp.train.epoch import EpochConfig, replay_program
@@ -58,7 +59,7 @@ def _culprit(params, flags: np.ndarray) -> str:
     for i, name in enumerate(names):
         if not flags[1 + n + i]:
             return f"{name} after the update (its gradient was finite)"
-    return "the optimizer state"
+    return "the optimizer state or the layer state (running statistics)"
 
 
 def epoch_start(epoch: int, saved: Path | None, template: TrainState,
@@ -84,16 +85,18 @@ def epoch_start(epoch: int, saved: Path | None, template: TrainState,
 def diverged(start: TrainState, x, y, cfg: EpochConfig, epoch: int, history: dict,
              where: str = "fit") -> TrainingDiverged:
     """The error for ``epoch``, which started from ``start`` and ended non-finite."""
-    params, opt_state, bad, flags = replay_program(start, x, y, cfg=cfg)
+    params, opt_state, layer_state, bad, flags = replay_program(start, x, y, cfg=cfg)
     bad, flags = int(bad), np.asarray(flags)
-    steps = -(-x.shape[0] // cfg.batch_size)
+    steps = (x.shape[0] // cfg.batch_size if has_state(cfg.net)
+             else -(-x.shape[0] // cfg.batch_size))
     if bad < 0:  # the replay (another compiled program) stayed finite: report the epoch
         step, what = None, "the loss or the parameters"
         state = start
         at = f"in epoch {epoch} (its replay found no single non-finite step)"
     else:
         step, what = bad + 1, _culprit(start.params, flags)
-        state = TrainState(params, opt_state, start.step + bad, start.epoch, start.key)
+        state = TrainState(params, opt_state, start.step + bad, start.epoch, start.key,
+                           layer_state)
         at = (f"in epoch {epoch} at step {step} of {steps} (step {int(start.step) + step} of "
               f"the run)")
     message = (f"{where}: training diverged {at}: {what} went non-finite (nan or inf). "
@@ -101,7 +104,7 @@ def diverged(start: TrainState, x, y, cfg: EpochConfig, epoch: int, history: dic
                f"that step) and no checkpoint was written for this epoch. Fix: a smaller "
                f"learning rate (e.g. 10x smaller), standardised inputs, or gradient clipping "
                f"(optax.chain(optax.clip_by_global_norm(1.0), ...)).")
-    result = FitResult(state.params, state.opt_state, history, state, None)
+    result = FitResult(state.params, state.opt_state, history, state, None, state.layer_state)
     return TrainingDiverged(message, result=result, epoch=epoch, step=step, leaf=what)
 
 

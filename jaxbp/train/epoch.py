@@ -20,7 +20,7 @@ import optax
 
 from jaxbp import parallel
 from jaxbp._compile import auto_options, platform_of
-from jaxbp._core import Array, Layer, Loss, PRNGKey
+from jaxbp._core import Array, Layer, Loss, PRNGKey, has_state
 from jaxbp._validate import non_negative
 from jaxbp.gradients import backprop, gradient_source
 from jaxbp.losses import weighted
@@ -42,11 +42,13 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer: optax.GradientTransforma
         :func:`make_train_step`.
 
     Returns:
-      ``epoch(params, opt_state, xs, ys, key=None) -> (params, opt_state, metrics)``:
-      ``xs: (steps, batch, ...)`` and ``ys: (steps, batch, ...)`` (or any pytrees with that
-      leading axis); ``metrics = {"loss": (steps,)}``, each step's objective at the parameters
-      it started from. ``key`` is split into one key per step (for dropout); ``None`` runs
-      stochastic layers in evaluation mode.
+      ``epoch(params, opt_state, xs, ys, key=None, state=None) -> (params, opt_state,
+      metrics)``: ``xs: (steps, batch, ...)`` and ``ys: (steps, batch, ...)`` (or any pytrees
+      with that leading axis); ``metrics = {"loss": (steps,)}``, each step's objective at the
+      parameters it started from. ``key`` is split into one key per step (for dropout, and
+      batch norm's training mode); ``None`` runs stochastic layers in evaluation mode. With
+      ``state=`` (a network with state), ``(params, opt_state, metrics, state)``, the state
+      carried through every step.
 
     Examples:
       Forty examples cut into five batches of eight, one compiled call for all five steps:
@@ -62,18 +64,21 @@ def make_train_epoch(net: Layer, loss: Loss, optimizer: optax.GradientTransforma
       (5,)
     """
     def program(update):
-        def epoch(params, opt_state, xs, ys, key=None):
+        def epoch(params, opt_state, xs, ys, key=None, state=None):
             steps = steps_of(xs, ys)
             keys = None if key is None else jax.random.split(key, steps)
 
             def body(carry, batch):
-                x, y, k = batch
-                params, opt_state, value = update(*carry, x, y, k)
-                return (params, opt_state), value
+                (params, opt_state, layer_state), (x, y, k) = carry, batch
+                params, opt_state, value, layer_state = update(params, opt_state, x, y, k,
+                                                               layer_state)
+                return (params, opt_state, layer_state), value
 
-            (params, opt_state), values = jax.lax.scan(body, (params, opt_state),
-                                                       (xs, ys, keys), length=steps)
-            return params, opt_state, {"loss": values}
+            (params, opt_state, new_state), values = jax.lax.scan(
+                body, (params, opt_state, state), (xs, ys, keys), length=steps)
+            if state is None:
+                return params, opt_state, {"loss": values}
+            return params, opt_state, {"loss": values}, new_state
 
         return epoch
 
@@ -137,24 +142,29 @@ def epoch_config(where: str, net: Layer, loss: Loss, optimizer, *, grad, l1, l2,
     return cfg
 
 
-def epoch_batches(key: PRNGKey, n: int, batch_size: int, *, shuffle: bool = True):
+def epoch_batches(key: PRNGKey, n: int, batch_size: int, *, shuffle: bool = True,
+                  full_only: bool = False):
     """The order of one epoch: ``(index, mask)``, both ``(num_batches, batch_size)``.
 
     ``index`` is a permutation of ``range(n)`` (identity without ``shuffle``), padded with
-    index 0 to ``num_batches * batch_size``; ``mask`` is ``True`` on real rows.
+    index 0 to ``num_batches * batch_size``; ``mask`` is ``True`` on real rows. With
+    ``full_only`` (a network with batch statistics, which padded rows would corrupt) the
+    ``n % batch_size`` examples the permutation puts last sit this epoch out instead.
     """
-    num_batches = -(-n // batch_size)
+    num_batches = n // batch_size if full_only else -(-n // batch_size)
     order = jax.random.permutation(key, n) if shuffle else jnp.arange(n)
-    pad = num_batches * batch_size - n
+    if full_only:
+        order = order[:num_batches * batch_size]
+    pad = num_batches * batch_size - order.shape[0]
     index = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)])
-    mask = jnp.arange(num_batches * batch_size) < n
+    mask = jnp.arange(num_batches * batch_size) < order.shape[0]
     return index.reshape(num_batches, batch_size), mask.reshape(num_batches, batch_size)
 
 
 def _batches(state: TrainState, x: Array, cfg: EpochConfig):
     """The epoch's batches ``(index, weights, keys)``, real rows per batch and the next key."""
     index, mask = epoch_batches(jax.random.fold_in(state.key, 0), x.shape[0], cfg.batch_size,
-                                shuffle=cfg.shuffle)
+                                shuffle=cfg.shuffle, full_only=has_state(cfg.net))
     if cfg.mesh is not None:  # equal rows per device: extra rows carry weight exactly zero
         extra = -index.shape[1] % cfg.mesh.size
         index, mask = (jnp.pad(a, ((0, 0), (0, extra))) for a in (index, mask))
@@ -167,20 +177,22 @@ def _batches(state: TrainState, x: Array, cfg: EpochConfig):
 
 
 def _step(x: Array, y: Array, cfg: EpochConfig):
-    """One step on the batch ``(i, w, k)``: ``(params, opt_state, J, grads)`` after it."""
+    """One step on the batch ``(i, w, k)``: ``(params, opt_state, J, grads, layer_state)``
+    after it (``layer_state`` ``None`` for a network without state)."""
     grad_fn = cfg.grad(cfg.net, weighted(cfg.loss), l1=cfg.l1, l2=cfg.l2,
                        regularize=cfg.regularize)
     update = update_with_grads(grad_fn, cfg.optimizer)
 
-    def step(params, opt_state, i, w, k):
+    def step(params, opt_state, layer_state, i, w, k):
         xb, yb = jnp.take(x, i, axis=0), jnp.take(y, i, axis=0)
         if cfg.mesh is not None:  # data parallel: rows sharded, parameters replicated
             xb, yb, w = parallel.constrain((xb, yb, w), parallel.batch_sharding(cfg.mesh))
-        params, opt_state, value, grads = update(params, opt_state, xb, (yb, w), k)
+        params, opt_state, value, grads, layer_state = update(params, opt_state, xb, (yb, w),
+                                                              k, layer_state)
         if cfg.mesh is not None:
-            params, opt_state = parallel.constrain((params, opt_state),
-                                                   parallel.replicated(cfg.mesh))
-        return params, opt_state, value, grads
+            params, opt_state, layer_state = parallel.constrain(
+                (params, opt_state, layer_state), parallel.replicated(cfg.mesh))
+        return params, opt_state, value, grads, layer_state
 
     return step
 
@@ -214,46 +226,51 @@ def scanned_epoch(state: TrainState, x: Array, y: Array, cfg: EpochConfig,
     step = _step(x, y, cfg)
 
     def body(carry, batch):
-        params, opt_state, value, _ = step(*carry, *batch)
-        return (params, opt_state), value
+        params, opt_state, value, _, layer_state = step(*carry, *batch)
+        return (params, opt_state, layer_state), value
 
-    (params, opt_state), values = jax.lax.scan(body, (state.params, state.opt_state), batches)
-    objective = jnp.sum(values * real.astype(values.dtype)) / x.shape[0]
-    new = TrainState(params, opt_state, state.step + real.shape[0], state.epoch + 1, key)
+    (params, opt_state, layer_state), values = jax.lax.scan(
+        body, (state.params, state.opt_state, state.layer_state), batches)
+    used = x.shape[0] - (x.shape[0] % cfg.batch_size if has_state(cfg.net) else 0)
+    objective = jnp.sum(values * real.astype(values.dtype)) / used
+    new = TrainState(params, opt_state, state.step + real.shape[0], state.epoch + 1, key,
+                     layer_state)
     if not check:
         return new, objective
     # Divergence check: once per epoch, not per step (a non-finite step leaves its parameters
     # non-finite for the rest of the epoch: every update is added to them), folded into the
-    # objective fit reads anyway: nan unless the parameters and optimizer state are finite.
-    # fit rebuilds such an epoch's start state and replays it (see jaxbp.train.diverge).
-    return new, jnp.where(finite((params, opt_state)), objective, jnp.nan)
+    # objective fit reads anyway: nan unless the parameters, optimizer state and layer state
+    # are finite. fit rebuilds such an epoch's start state and replays it (jaxbp.train.diverge).
+    return new, jnp.where(finite((params, opt_state, layer_state)), objective, jnp.nan)
 
 
 def _replay(state: TrainState, x: Array, y: Array, cfg: EpochConfig):
     """:func:`scanned_epoch` again, stopping at its first non-finite step: ``(params,
-    opt_state, bad, flags)`` with the parameters before step ``bad`` (``-1``: none was
+    opt_state, layer_state, bad, flags)`` with the state before step ``bad`` (``-1``: none was
     non-finite) and ``flags = [loss finite, each gradient leaf finite..., each updated
-    parameter leaf finite..., optimizer state finite]`` at that step. Run only after an
+    parameter leaf finite..., optimizer and layer state finite]`` at that step. Run only after an
     epoch diverged."""
     batches, real, _ = _batches(state, x, cfg)
     step = _step(x, y, cfg)
     n_leaves = len(jax.tree_util.tree_leaves(state.params))
 
     def body(carry, batch):
-        params, opt_state, bad, flags = carry
+        params, opt_state, layer_state, bad, flags = carry
         t, batch = batch[0], batch[1:]
-        new_params, new_opt, value, grads = step(params, opt_state, *batch)
+        new_params, new_opt, value, grads, new_layer = step(params, opt_state, layer_state,
+                                                            *batch)
         now = jnp.stack([jnp.isfinite(value)]
                         + [finite(g) for g in jax.tree_util.tree_leaves(grads)]
                         + [finite(p) for p in jax.tree_util.tree_leaves(new_params)]
-                        + [finite(new_opt)])
+                        + [finite((new_opt, new_layer))])
         first = (bad < 0) & ~jnp.all(now)
         bad, flags = jnp.where(first, t, bad), jnp.where(first, now, flags)
-        params, opt_state = jax.tree_util.tree_map(lambda n, o: jnp.where(bad < 0, n, o),
-                                                   (new_params, new_opt), (params, opt_state))
-        return (params, opt_state, bad, flags), None
+        params, opt_state, layer_state = jax.tree_util.tree_map(
+            lambda n, o: jnp.where(bad < 0, n, o), (new_params, new_opt, new_layer),
+            (params, opt_state, layer_state))
+        return (params, opt_state, layer_state, bad, flags), None
 
-    start = (state.params, state.opt_state, jnp.asarray(-1, jnp.int32),
+    start = (state.params, state.opt_state, state.layer_state, jnp.asarray(-1, jnp.int32),
              jnp.ones((2 + 2 * n_leaves,), bool))
     steps = jnp.arange(real.shape[0], dtype=jnp.int32)
     return jax.lax.scan(body, start, (steps, *batches))[0]

@@ -15,7 +15,8 @@ import optax
 
 from jaxbp import parallel
 from jaxbp._compile import check_compiler_options
-from jaxbp._core import Layer, Loss, Params, PRNGKey
+from jaxbp._core import (Layer, Loss, Params, PRNGKey, check_state_threaded, has_state,
+                         init_layer_state)
 from jaxbp._validate import int_at_least, non_negative, require_optimizer
 from jaxbp.gradients import backprop, check_net_and_loss
 from jaxbp.train import runs
@@ -61,6 +62,13 @@ def _plan(net, loss, optimizer, *, epochs, batch_size, grad, l1, l2, regularize,
         raise ValueError("fit: pass either state= or resume=True with a checkpoint, not both; "
                          "the checkpoint already holds the state to continue from.")
     mesh = None if devices is None else parallel.make_mesh(devices)
+    check_state_threaded("fit", net)
+    if has_state(net) and mesh is not None and batch_size % mesh.size:
+        raise ValueError(
+            f"fit: batch_size={batch_size} does not split evenly over {mesh.size} devices, and "
+            f"{net.name:.60} has batch statistics, which padding rows would change. Fix: a "
+            f"batch_size that is a multiple of {mesh.size}, e.g. "
+            f"batch_size={batch_size - batch_size % mesh.size or mesh.size}.")
     cfg = epoch_config("fit", net, loss, optimizer, grad=grad, l1=l1, l2=l2,
                        regularize=regularize, batch_size=batch_size, shuffle=shuffle, mesh=mesh)
     min_delta = non_negative("fit", "min_delta", min_delta, "min_delta=1e-4")
@@ -77,7 +85,8 @@ def _start(plan: _Plan, params, key, state, history) -> tuple[TrainState, dict, 
                             "dropout). Fix: key=jax.random.key(0), or key=0.")
         if isinstance(key, (int, np.integer)):
             key = jax.random.key(int(key))
-        state = init_state(params, plan.cfg.optimizer, key)
+        state = init_state(params, plan.cfg.optimizer, key,
+                           init_layer_state(plan.cfg.net, params))
     saved = None
     if plan.resume_from is not None:  # the fresh state is the template the checkpoint must fit
         state, history, saved = runs.restore(plan.resume_from, state)
@@ -105,6 +114,11 @@ def _data(plan: _Plan, state: TrainState, x, y, validation):
     """The state and the training data checked, cast to the parameters' dtype and placed on
     the devices, and the data to evaluate: ``[("train", (x, y)), ("val", validation)]``."""
     x, y, validation = checked_data("fit", plan.cfg.net, state.params, x, y, validation)
+    if has_state(plan.cfg.net) and x.shape[0] < plan.cfg.batch_size:
+        raise ValueError(
+            f"fit: batch_size={plan.cfg.batch_size} exceeds the {x.shape[0]} training examples, "
+            f"and {plan.cfg.net.name:.60} has batch statistics, so it trains on full batches "
+            f"only. Fix: batch_size={x.shape[0]} or smaller.")
     state = _place(plan, state)
     if plan.cfg.mesh is not None:  # every device holds the data; each step shards its batch
         x, y, validation = parallel.put((x, y, validation), parallel.replicated(plan.cfg.mesh))
@@ -131,7 +145,8 @@ def _rebuilt_start(plan: _Plan, epoch: int, saved, state: TrainState, run_epoch,
 def _record(epoch: int, state: TrainState, objective, splits, plan: _Plan, t0: float) -> dict:
     """One epoch's history entry: metrics in evaluation mode, mean objective, seconds so far."""
     record = {"epoch": epoch, **metrics_of(state.params, splits, net=plan.cfg.net,
-                                           loss=plan.cfg.loss, accuracy=plan.accuracy)}
+                                           loss=plan.cfg.loss, accuracy=plan.accuracy,
+                                           layer_state=state.layer_state)}
     record["objective"] = float(objective)
     record["seconds"] = time.perf_counter() - t0
     return record
@@ -151,6 +166,12 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
     Each epoch splits ``state.key`` into a shuffle key and one key per step (for dropout), runs
     every mini-batch (the ragged last one padded and masked, see :mod:`jaxbp.train`), then
     evaluates the whole training set and ``validation`` in evaluation mode (``key=None``).
+
+    A network with state (``batch_norm``) starts from :func:`jaxbp.init_layer_state`, carries
+    its state in ``TrainState.layer_state`` (updated by every step, used in evaluation,
+    checkpointed) and returns it as ``FitResult.layer_state``. Its epochs use full batches
+    only: the ``len(x) % batch_size`` examples the shuffle puts last sit that epoch out, as
+    padded rows would enter the batch statistics.
 
     Args:
       net, loss, optimizer: the network, the loss and any optax optimizer.
@@ -203,7 +224,8 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
         ``docs/training.md``.)
 
     Returns:
-      A :class:`FitResult` ``(params, opt_state, history, state, best_epoch)``. ``history`` has
+      A :class:`FitResult` ``(params, opt_state, history, state, best_epoch, layer_state)``.
+      ``history`` has
       ``epoch``, ``seconds``, ``objective`` (mean mini-batch objective, penalties and dropout
       included), ``train_loss``, ``train_accuracy`` and ``val_loss``, ``val_accuracy``.
     """
@@ -250,8 +272,9 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
     if bar is not None:
         bar.close()
     if best is not None and best.epoch is not None:
-        return FitResult(best.params, best.opt_state, history, state, best.epoch)
-    return FitResult(state.params, state.opt_state, history, state, None)
+        return FitResult(best.params, best.opt_state, history, state, best.epoch,
+                         best.layer_state)
+    return FitResult(state.params, state.opt_state, history, state, None, state.layer_state)
 
 
 __all__ = ["checked_data", "fit"]

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp._core import Array, Layer, Loss, Params
+from jaxbp._core import Array, Layer, Loss, Params, call_forward, has_state
 
 Accuracy = Callable[[Array, Array], Array]  # (y_pred, y_true) -> per-example 0/1, shape (batch,)
 
@@ -44,7 +44,7 @@ def check_values(what: str, net: Layer, params, x, y) -> None:
         _check_token_labels(what, net, params, x, labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         return
-    out = jax.eval_shape(lambda p, xs: net.forward(p, xs)[0], params, x[:1])
+    out = _output_shape(net, params, x)
     classes = out.shape[-1] if len(out.shape) == 2 else 0
     if classes > 1 and (labels.min() < 0 or labels.max() >= classes):
         raise ValueError(
@@ -53,10 +53,17 @@ def check_values(what: str, net: Layer, params, x, y) -> None:
             f"classes 0..{classes - 1}, or give the last layer as many outputs as classes.")
 
 
+def _output_shape(net: Layer, params, x):
+    """The shape and dtype of ``net``'s output on one row of ``x`` (a training forward, so a
+    network with state needs none)."""
+    return jax.eval_shape(lambda p, xs: net.forward(p, xs, key=jax.random.key(0))[0], params,
+                          x[:1])
+
+
 def _check_token_labels(what: str, net: Layer, params, x, labels: np.ndarray) -> None:
     """Integer targets ``(batch, T)`` of a network with ``(batch, T, vocab)`` outputs (a
     sequence model) must be token ids in ``[0, vocab)`` or ``-1`` (a position left out)."""
-    out = jax.eval_shape(lambda p, xs: net.forward(p, xs)[0], params, x[:1])
+    out = _output_shape(net, params, x)
     if len(out.shape) != 3 or out.shape[1] != labels.shape[1]:
         return
     vocab = out.shape[-1]
@@ -142,8 +149,8 @@ def accuracy_fn(loss: Loss, accuracy) -> Accuracy | None:
     return accuracy
 
 
-def _evaluate_impl(params, x, y, net, loss, accuracy):
-    y_pred, _ = net.forward(params, x)
+def _evaluate_impl(params, x, y, net, loss, accuracy, layer_state=None):
+    y_pred, _ = call_forward(net, params, x, state=layer_state)
     out = {"loss": loss.value(y_pred, y)}
     if accuracy is not None:
         out["accuracy"] = jnp.mean(accuracy(y_pred, y))
@@ -154,26 +161,38 @@ def _evaluate_impl(params, x, y, net, loss, accuracy):
 evaluate_arrays = jax.jit(_evaluate_impl, static_argnames=("net", "loss", "accuracy"))
 
 
-def metrics_of(params, splits, *, net: Layer, loss: Loss, accuracy: Accuracy | None) -> dict:
+def metrics_of(params, splits, *, net: Layer, loss: Loss, accuracy: Accuracy | None,
+               layer_state=None) -> dict:
     """``{"<name>_loss": float, "<name>_accuracy": float, ...}`` for each ``(name, (x, y))`` in
-    ``splits`` (checked and cast data), in that order."""
+    ``splits`` (checked and cast data), in that order (with the network's ``layer_state``)."""
     record = {}
     for prefix, (xs, ys) in splits:
-        out = evaluate_arrays(params, xs, ys, net=net, loss=loss, accuracy=accuracy)
+        out = evaluate_arrays(params, xs, ys, net=net, loss=loss, accuracy=accuracy,
+                              layer_state=layer_state)
         for k in ("loss", "accuracy"):
             if k in out:
                 record[f"{prefix}_{k}"] = float(out[k])
     return record
 
 
-def evaluate(net: Layer, loss: Loss, params: Params, x, y, *, accuracy="auto") -> dict:
+def evaluate(net: Layer, loss: Loss, params: Params, x, y, *, accuracy="auto",
+             layer_state=None) -> dict:
     """Loss (without penalties) and accuracy of ``params`` on ``(x, y)``, in evaluation mode.
+
+    ``layer_state``: a network with state's (batch norm's running statistics, e.g.
+    ``FitResult.layer_state``); required for such a network.
 
     Returns:
       ``{"loss": float, "accuracy": float}`` (no ``"accuracy"`` when ``accuracy=None``).
     """
     x, y = as_inputs(params, *check_xy("evaluate", x, y))
-    out = evaluate_arrays(params, x, y, net=net, loss=loss, accuracy=accuracy_fn(loss, accuracy))
+    if has_state(net) and layer_state is None:
+        raise ValueError(
+            f"evaluate: {net.name:.60} has state (running statistics) that evaluation uses, but "
+            f"layer_state was not given. Fix: evaluate(..., layer_state=result.layer_state) "
+            f"with the FitResult of fit, or bp.init_layer_state(net, params).")
+    out = evaluate_arrays(params, x, y, net=net, loss=loss, accuracy=accuracy_fn(loss, accuracy),
+                          layer_state=layer_state)
     return {k: float(out[k]) for k in ("loss", "accuracy") if k in out}
 
 

@@ -4,7 +4,8 @@ and :func:`load_run`, which reads a run back without knowing the layout.
 Layout (see :mod:`jaxbp.checkpoint` for the file format and its guarantees): one
 ``checkpoint_<epoch>.npz`` per epoch (the newest ``keep`` are kept) holding the tree
 ``{"state": TrainState}`` — plus ``{"best": {"params", "opt_state"}}`` when early stopping has
-a best epoch — with the metadata ``{"history": ..., "best_value", "best_epoch", "wait"}``.
+a best epoch, and ``"layer_state"`` (in both) for a network with state — with the metadata
+``{"history": ..., "best_value", "best_epoch", "wait"}``.
 """
 
 from __future__ import annotations
@@ -108,31 +109,63 @@ def save(directory, state: TrainState, history: dict, best: Best | None,
             raise ValueError(f"runs.save: {jax.tree_util.keystr(path)} of epoch "
                              f"{int(state.epoch)} is not finite; a checkpoint never holds nan "
                              f"or inf. Fix: a smaller learning rate.")
-    tree: dict[str, Any] = {"state": state}
     meta: dict[str, Any] = {"history": history}
-    if best is not None and best.epoch is not None:
-        tree["best"] = {"params": best.params, "opt_state": best.opt_state}
+    if best is not None and best.epoch is None:
+        best = None  # early stopping before its first epoch: nothing to keep yet
+    tree = _tree(state, best)
+    if best is not None:
         meta.update(best_value=best.value, best_epoch=best.epoch, wait=best.wait)
     return checkpoint.save_step(directory, int(state.epoch), tree, metadata=meta, keep=keep)
+
+
+class _Saved(NamedTuple):
+    """The five fields of a :class:`TrainState` as a checkpoint holds them (named
+    ``TrainState`` in the file, as before layer state existed); a network's layer state is
+    saved beside it, under ``"layer_state"``, only when it has one."""
+
+    params: Params
+    opt_state: Any
+    step: Any
+    epoch: Any
+    key: Any
+
+
+_Saved.__name__ = _Saved.__qualname__ = "TrainState"  # the name the file's structure shows
+
+
+def _tree(state: TrainState, best: Best | None) -> dict[str, Any]:
+    """What a checkpoint of ``state`` (and the best epoch, if given) holds: a run of a
+    network without state is written exactly as before layer state existed."""
+    tree: dict[str, Any] = {"state": _Saved(*state[:5])}
+    if best is not None:
+        tree["best"] = {"params": best.params, "opt_state": best.opt_state}
+    if state.layer_state is not None:
+        tree["layer_state"] = state.layer_state
+        if best is not None:
+            tree["best"]["layer_state"] = best.layer_state
+    return tree
 
 
 def restore(path, template: TrainState) -> tuple[TrainState, dict, Best | None]:
     """The state, history and early-stopping progress (``None`` if none was saved) at
     ``path``, read into the structure of ``template``."""
     meta = checkpoint.read_manifest(path)["metadata"]
-    tree: dict[str, Any] = {"state": template}
-    if "best_epoch" in meta:
-        tree["best"] = {"params": template.params, "opt_state": template.opt_state}
-    tree, meta = checkpoint.load(path, tree)
+    best_template = Best(params=template.params, opt_state=template.opt_state, epoch=0,
+                         layer_state=template.layer_state)
+    tree, meta = checkpoint.load(path, _tree(template, best_template if "best_epoch" in meta
+                                             else None))
+    saved = tree["state"]
+    state = TrainState(saved.params, saved.opt_state, saved.step, saved.epoch, saved.key,
+                       tree.get("layer_state"))
     best = None
     if "best" in tree:
         best = Best(meta["best_value"], meta["best_epoch"], tree["best"]["params"],
-                    tree["best"]["opt_state"], meta["wait"])
-    return tree["state"], meta["history"], best
+                    tree["best"]["opt_state"], meta["wait"], tree["best"].get("layer_state"))
+    return state, meta["history"], best
 
 
 def load_run(directory: str | os.PathLike, params: Params, optimizer, *,
-             key: PRNGKey | int = 0) -> FitResult:
+             key: PRNGKey | int = 0, layer_state: Any = None) -> FitResult:
     """The run that ``fit(..., checkpoint_dir=directory)`` saved, as the :class:`FitResult` that
     fit returns after the newest saved epoch.
 
@@ -143,6 +176,8 @@ def load_run(directory: str | os.PathLike, params: Params, optimizer, *,
         freshly initialised) and the same optimizer; a run that does not fit them is refused,
         naming the first leaf that differs.
       key: a key (or int seed) of the same kind as the run's; only its kind matters.
+      layer_state: for a network with state (batch norm), a template of it,
+        ``bp.init_layer_state(net, params)``; ``None`` for a network without.
 
     Returns:
       ``FitResult(params, opt_state, history, state, best_epoch)``: with early stopping the
@@ -174,10 +209,10 @@ def load_run(directory: str | os.PathLike, params: Params, optimizer, *,
             f"pass the checkpoint_dir= of a fit that has finished at least one epoch.")
     if not isinstance(key, jax.Array):
         key = jax.random.key(int(key))
-    state, history, best = restore(found, init_state(params, optimizer, key))
+    state, history, best = restore(found, init_state(params, optimizer, key, layer_state))
     if best is None:
-        return FitResult(state.params, state.opt_state, history, state, None)
-    return FitResult(best.params, best.opt_state, history, state, best.epoch)
+        return FitResult(state.params, state.opt_state, history, state, None, state.layer_state)
+    return FitResult(best.params, best.opt_state, history, state, best.epoch, best.layer_state)
 
 
 __all__ = ["FIT", "Spelling", "load_run", "restore", "save", "saved_epoch", "saved_history",

@@ -20,6 +20,9 @@ class TrainState(NamedTuple):
       step: optimisation steps taken so far (int32 scalar).
       epoch: epochs completed so far (int32 scalar); :func:`fit` trains up to its ``epochs``.
       key: the PRNG key the next epoch splits into its shuffle and per-step (dropout) keys.
+      layer_state: the network's non-trainable state (batch norm's running statistics, see
+        :func:`jaxbp.init_layer_state`), updated by every training step; ``None`` for a
+        network without state.
     """
 
     params: Params
@@ -27,6 +30,7 @@ class TrainState(NamedTuple):
     step: Array
     epoch: Array
     key: PRNGKey
+    layer_state: Any = None
 
 
 class FitResult(NamedTuple):
@@ -38,6 +42,8 @@ class FitResult(NamedTuple):
       history: ``{"epoch": [...], "train_loss": [...], ...}``, one entry per epoch run.
       state: the final :class:`TrainState` (to continue training or to checkpoint).
       best_epoch: the epoch whose parameters were restored, or ``None`` without ``patience``.
+      layer_state: the network's state that goes with ``params`` (batch norm's running
+        statistics; evaluate with it), or ``None`` for a network without state.
     """
 
     params: Params
@@ -45,13 +51,15 @@ class FitResult(NamedTuple):
     history: dict[str, list]
     state: TrainState
     best_epoch: int | None
+    layer_state: Any = None
 
 
-def init_state(params: Params, optimizer, key: PRNGKey) -> TrainState:
-    """A fresh :class:`TrainState`: epoch and step 0, ``optimizer.init(params)``."""
+def init_state(params: Params, optimizer, key: PRNGKey, layer_state: Any = None) -> TrainState:
+    """A fresh :class:`TrainState`: epoch and step 0, ``optimizer.init(params)``, and the
+    network's initial ``layer_state`` (``None`` without state)."""
     zero = jnp.zeros([], jnp.int32)
     # jit: one compilation for the whole state, rather than one eager op per leaf shape.
-    return TrainState(params, jax.jit(optimizer.init)(params), zero, zero, key)
+    return TrainState(params, jax.jit(optimizer.init)(params), zero, zero, key, layer_state)
 
 
 # fit donates its state to each epoch; it must never donate buffers the caller still holds.

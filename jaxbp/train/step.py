@@ -14,31 +14,38 @@ from collections.abc import Callable
 import optax
 
 from jaxbp._compile import Jitted, check_compiler_options
-from jaxbp._core import Layer, Loss
+from jaxbp._core import Layer, Loss, check_state_threaded
 from jaxbp._validate import require_optimizer
 from jaxbp.gradients import backprop, gradient_source
 from jaxbp.optim import apply_updates
 
 
 def update_with_grads(grad_fn, optimizer) -> Callable:
-    """The update of one step, ``update(params, opt_state, x, y, key) -> (params, opt_state,
-    J, grads)``: ``grad_fn``'s gradients through ``optimizer``, applied; ``J`` the objective at
-    the parameters passed in, ``grads`` its gradient there."""
-    def update(params, opt_state, x, y, key):
-        value, grads = grad_fn(params, x, y, key=key)
+    """The update of one step, ``update(params, opt_state, x, y, key, layer_state=None) ->
+    (params, opt_state, J, grads, layer_state)``: ``grad_fn``'s gradients through
+    ``optimizer``, applied; ``J`` the objective at the parameters passed in, ``grads`` its
+    gradient there; ``layer_state`` (a network with state's, else ``None``) after the step."""
+    def update(params, opt_state, x, y, key, layer_state=None):
+        if layer_state is None:
+            value, grads = grad_fn(params, x, y, key=key)
+        else:
+            value, grads, layer_state = grad_fn(params, x, y, key=key, state=layer_state)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return apply_updates(params, updates), opt_state, value, grads
+        return apply_updates(params, updates), opt_state, value, grads, layer_state
 
     return update
 
 
 def update_fn(grad_fn, optimizer) -> Callable:
     """:func:`update_with_grads` without the gradients: ``update(params, opt_state, x, y,
-    key) -> (params, opt_state, J)`` (the same traced program; unused outputs are dropped)."""
+    key, layer_state=None) -> (params, opt_state, J, layer_state)`` (the same traced program;
+    unused outputs are dropped)."""
     full = update_with_grads(grad_fn, optimizer)
 
-    def update(params, opt_state, x, y, key):
-        return full(params, opt_state, x, y, key)[:3]
+    def update(params, opt_state, x, y, key, layer_state=None):
+        params, opt_state, value, _, layer_state = full(params, opt_state, x, y, key,
+                                                         layer_state)
+        return params, opt_state, value, layer_state
 
     return update
 
@@ -52,6 +59,7 @@ def compiled_update(where: str, program: Callable[[Callable], Callable], net: La
     ``(params, opt_state, ...)`` that donates ``params`` and ``opt_state`` when ``donate``.
     """
     require_optimizer(where, optimizer)
+    check_state_threaded(where, net)
     options = check_compiler_options(where, compiler_options)
     grad_fn = gradient_source(grad, where)(net, loss, l1=l1, l2=l2, regularize=regularize)
     return Jitted(program(update_fn(grad_fn, optimizer)), options,
@@ -80,9 +88,12 @@ def make_train_step(net: Layer, loss: Loss, optimizer: optax.GradientTransformat
         or a dict for ``jax.jit``. See ``docs/training.md``.
 
     Returns:
-      ``step(params, opt_state, x, y, key=None) -> (params, opt_state, metrics)`` with
-      ``metrics = {"loss": J}``, the objective (loss plus penalties) at the parameters passed in.
-      ``key`` feeds stochastic layers (dropout); ``None`` runs them in evaluation mode.
+      ``step(params, opt_state, x, y, key=None, state=None) -> (params, opt_state, metrics)``
+      with ``metrics = {"loss": J}``, the objective (loss plus penalties) at the parameters
+      passed in. ``key`` feeds stochastic layers (dropout) and puts batch norm in training
+      mode; ``None`` runs them in evaluation mode. For a network with state (batch norm) pass
+      ``state=`` (its layer state, :func:`jaxbp.init_layer_state`): the step then returns
+      ``(params, opt_state, metrics, state)`` with the state after the step.
 
     Examples:
       >>> import jax, jax.numpy as jnp, jaxbp as bp
@@ -94,9 +105,11 @@ def make_train_step(net: Layer, loss: Loss, optimizer: optax.GradientTransformat
       ...                                   jnp.zeros((8, 1)))
     """
     def program(update):
-        def step(params, opt_state, x, y, key=None):
-            params, opt_state, value = update(params, opt_state, x, y, key)
-            return params, opt_state, {"loss": value}
+        def step(params, opt_state, x, y, key=None, state=None):
+            params, opt_state, value, new_state = update(params, opt_state, x, y, key, state)
+            if state is None:
+                return params, opt_state, {"loss": value}
+            return params, opt_state, {"loss": value}, new_state
 
         return step
 

@@ -17,6 +17,7 @@ class Best(NamedTuple):
       epoch: the best epoch, or ``None`` before the first epoch.
       params, opt_state: copies of the state at the best epoch (``None`` before it).
       wait: epochs since the best one.
+      layer_state: a copy of the network's layer state at the best epoch (``None`` without).
     """
 
     value: float = math.inf
@@ -24,6 +25,7 @@ class Best(NamedTuple):
     params: Params | None = None
     opt_state: Any = None
     wait: int = 0
+    layer_state: Any = None
 
 
 def monitored(validation) -> str:
@@ -37,7 +39,8 @@ def after_epoch(best: Best, value: float, epoch: int, state: TrainState,
     more than ``min_delta`` becomes the best epoch (its state copied, as the next epoch
     donates ``state``), anything else waits one epoch more."""
     if value < best.value - min_delta:
-        return Best(value, epoch, copy_tree(state.params), copy_tree(state.opt_state), 0)
+        return Best(value, epoch, copy_tree(state.params), copy_tree(state.opt_state), 0,
+                    copy_tree(state.layer_state))
     return best._replace(wait=best.wait + 1)
 
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp import parallel
-from jaxbp._core import Layer, Loss, Params
+from jaxbp._core import Layer, Loss, Params, has_state, init_layer_state
 from jaxbp._validate import fail, int_at_least, non_negative, positive_number, require_optimizer
 from jaxbp.gradients import backprop, check_net_and_loss
 from jaxbp.train.epoch import EpochConfig, epoch_config, scanned_epoch
@@ -45,6 +45,8 @@ class SweepResult(NamedTuple):
       diverged: per run, whether its loss or parameters turned non-finite (nan or inf).
       best: the run with the lowest final ``val_loss`` (``train_loss`` without validation)
         among those that did not diverge; ``None`` if every run diverged.
+      layer_state: for a network with state (batch norm), every run's layer state, stacked
+        like ``params`` (:meth:`layer_state_of`); ``None`` for a network without.
     """
 
     settings: list[dict]
@@ -52,10 +54,15 @@ class SweepResult(NamedTuple):
     params: Params
     diverged: list[bool]
     best: int | None
+    layer_state: Any = None
 
     def params_of(self, k: int) -> Params:
         """Run ``k``'s parameters (``params`` without the leading axis)."""
         return jax.tree_util.tree_map(lambda a: a[k], self.params)
+
+    def layer_state_of(self, k: int) -> Any:
+        """Run ``k``'s layer state (``None`` for a network without state)."""
+        return jax.tree_util.tree_map(lambda a: a[k], self.layer_state)
 
 
 class _Spec(NamedTuple):
@@ -158,7 +165,10 @@ def _start(params, key_data, index, hypers, *, spec: _Spec):
     # dropout masks in the program too (a product with the unbatched batch is one wide matmul
     # for all runs, not K small ones); else one key per run.
     keys = key_data[0] if key_data.shape[0] == 1 else key_data[index]
-    return _shard(spec, TrainState(params, opt_state, zero, zero, jax.random.wrap_key_data(keys)))
+    layer_state = (jax.vmap(lambda p: init_layer_state(spec.cfg.net, p))(params)
+                   if has_state(spec.cfg.net) else None)
+    return _shard(spec, TrainState(params, opt_state, zero, zero, jax.random.wrap_key_data(keys),
+                                   layer_state))
 
 
 def _keep(ok, new, old):
@@ -172,21 +182,21 @@ def _epoch(states: TrainState, alive, hypers, x, y, splits: dict, *, spec: _Spec
     objectives, metrics)``. A run whose epoch ended non-finite keeps its start state and is
     no longer ``alive``; so its nan never reaches the numbers of later epochs."""
     # vmap's axes as a TrainState-shaped pytree of ints (a shared key: None, unbatched)
-    axes = TrainState._make((0, 0, 0, 0, 0 if states.key.ndim else None))
+    axes = TrainState._make((0, 0, 0, 0, 0 if states.key.ndim else None, 0))
     new, objective = jax.vmap(lambda s, h: scanned_epoch(s, x, y, _run_cfg(spec, h)),
                               in_axes=(axes, 0), out_axes=(axes, 0))(states, hypers)
     alive = _shard(spec, alive & jnp.isfinite(objective))
-    frozen = ("params", "opt_state", "step", "epoch")  # the key moves on: no run reads it
+    frozen = ("params", "opt_state", "step", "epoch", "layer_state")  # the key moves on
     states = _shard(spec, new._replace(**_keep(alive, {f: getattr(new, f) for f in frozen},
                                                {f: getattr(states, f) for f in frozen})))
     metrics = {}
     for name, (xs, ys) in splits.items():
-        out = _evaluated(spec, states.params, xs, ys)
+        out = _evaluated(spec, states.params, states.layer_state, xs, ys)
         metrics.update({f"{name}_{k}": v for k, v in out.items()})
     return states, alive, objective, metrics
 
 
-def _evaluated(spec: _Spec, params, xs, ys) -> dict:
+def _evaluated(spec: _Spec, params, layer_state, xs, ys) -> dict:
     """Every run's ``{"loss": (K,), "accuracy": (K,)}`` on ``(xs, ys)``, in evaluation mode.
 
     On one device a large split goes through in groups of runs (``lax.map``), the largest
@@ -194,16 +204,17 @@ def _evaluated(spec: _Spec, params, xs, ys) -> dict:
     (K x rows x width) leave the cache; on CPU 16 digits MLPs took 19 ms on their 1257
     training rows, against 6.3 ms in groups of 2.
     """
-    def one(p):
+    def one(run):
+        p, layer_state = run
         return evaluate_arrays(p, xs, ys, net=spec.cfg.net, loss=spec.cfg.loss,
-                               accuracy=spec.accuracy)
+                               accuracy=spec.accuracy, layer_state=layer_state)
 
     runs = jax.tree_util.tree_leaves(params)[0].shape[0]
     most = max(1, 4096 // xs.shape[0])
     group = max(d for d in range(1, min(runs, most) + 1) if runs % d == 0)
     if spec.mesh is not None or group == runs:  # (on a mesh each device evaluates its runs)
-        return jax.vmap(one)(params)
-    return jax.lax.map(one, params, batch_size=group)
+        return jax.vmap(one)((params, layer_state))
+    return jax.lax.map(one, (params, layer_state), batch_size=group)
 
 
 _start_program = jax.jit(_start, static_argnames=("spec",))
@@ -301,11 +312,11 @@ def sweep(net: Layer, loss: Loss, optimizer, x, y, *, epochs: int, batch_size: i
     states, histories, diverged = _train(spec, states, hypers, x, y, splits, epochs,
                                          len(settings), progress_bar(progress, stream, epochs, 0),
                                          monitor)
-    params = states.params  # kept where the runs were placed, unless padding is cut off
+    kept = (states.params, states.layer_state)  # where the runs were placed, unless padded
     if len(_padded(settings, mesh)) > len(settings):
-        params = jax.tree_util.tree_map(lambda a: a[:len(settings)], params)
-    return SweepResult(settings, histories, params, diverged,
-                       _best(histories, diverged, monitor))
+        kept = jax.tree_util.tree_map(lambda a: a[:len(settings)], kept)
+    return SweepResult(settings, histories, kept[0], diverged,
+                       _best(histories, diverged, monitor), kept[1])
 
 
 def _initial(net: Layer, seeds: list[int], shape: tuple, dtype):
