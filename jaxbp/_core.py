@@ -184,7 +184,7 @@ def substates(name: str, layers: tuple[Layer, ...], state: Any) -> tuple:
     """A combinator's ``state=`` as one entry per sublayer (all ``None`` when not given)."""
     if state is None:
         return (None,) * len(layers)
-    if not isinstance(state, (tuple, list)) or len(state) != len(layers):
+    if type(state) not in (tuple, list) or len(state) != len(layers):  # not a layer's own
         got = (f"a {type(state).__name__} of length {len(state)}"
                if isinstance(state, (tuple, list)) else type(state).__name__)
         raise ValueError(

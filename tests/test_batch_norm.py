@@ -351,3 +351,18 @@ def test_a_state_free_checkpoint_is_written_as_before(tmp_path):
     assert "layer_state" not in manifest["treedef"]
     assert "namedtuple[TrainState], [" in manifest["treedef"]
     assert not any("layer_state" in leaf["path"] for leaf in manifest["leaves"])
+
+
+def test_bad_state_and_settings_are_named():
+    bn, params, x, state, _ = _bn_at((4, 3), 3)
+    with pytest.raises(ValueError, match=r"batch_norm: state must be BatchNormState\(mean: "
+                                         r"\(3,\), var: \(3,\)\), got BatchNormState"):
+        bn.forward(params, x, state=BatchNormState(state.mean[:2], state.var[:2]))
+    with pytest.raises(ValueError, match=r"batch_norm: momentum=1.0 must be a number in "
+                                         r"\[0.0, 1.0\)"):
+        bp.batch_norm(momentum=1.0)
+    net = bp.serial(bp.dense(3), bp.batch_norm())
+    p, _ = net.init(KEY, (3,))
+    with pytest.raises(ValueError, match=r"state must be a tuple with one entry per sublayer "
+                                         r"\(2\), got a BatchNormState of length 2"):
+        net.forward(p, x, state=state)
