@@ -4,11 +4,13 @@ Usage::
 
     python -m benchmarks.run                 # full run (a few minutes on 2 cores)
     python -m benchmarks.run --quick         # correctness checks only, no timing, no file
-    python -m benchmarks.run --configs xor,digits --repeats 5
+    python -m benchmarks.run --configs xor,digits --repeats 5   # printed, not written
     python -m benchmarks.run --render benchmarks/last_run.json   # report from saved numbers
 
 Before timing anything, every implementation is checked to compute the same loss and gradients
-(and the same parameters after two optimizer steps); a mismatch stops the run.
+(and the same parameters after two optimizer steps); a mismatch stops the run. A partial run
+(``--configs``) prints its report and writes nothing unless ``--out`` / ``--save`` say where:
+the full report and its measurements stay as they are.
 
 OpenBLAS: where ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` are set (they pin an old kernel on
 some processors, for safety elsewhere), a timing run re-executes itself with both removed, so
@@ -27,11 +29,13 @@ if __package__ in (None, ""):  # run as a file: python benchmarks/run.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+ALL_CONFIGS = ("xor", "digits", "mnist-shaped", "large", "digits-cnn", "transformer")
+DEFAULT_SAVE = os.path.join(os.path.dirname(__file__), "last_run.json")
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
-    p.add_argument("--configs", default="xor,digits,mnist-shaped,large,digits-cnn,transformer",
+    p.add_argument("--configs", default=",".join(ALL_CONFIGS),
                    help="comma-separated configurations (default: all; transformer: "
                         "benchmarks/transformer.py)")
     p.add_argument("--repeats", type=int, default=7, help="timed samples per implementation")
@@ -41,9 +45,11 @@ def parse_args(argv):
                    help="correctness checks only: no timing, nothing written")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
     p.add_argument("--out", default=None,
-                   help="markdown report path (default docs/benchmarks.md; '-' for none)")
-    p.add_argument("--save", default=os.path.join(os.path.dirname(__file__), "last_run.json"),
-                   help="where the measurements are saved (default benchmarks/last_run.json)")
+                   help="markdown report path (default docs/benchmarks.md for a run of every "
+                        "configuration, printed only for a partial one; '-' for none)")
+    p.add_argument("--save", default=None,
+                   help="where the measurements are saved (default benchmarks/last_run.json for "
+                        "a run of every configuration, nowhere for a partial one)")
     p.add_argument("--render", metavar="JSON", default=None,
                    help="only rewrite the report from saved measurements (no timing)")
     p.add_argument("--keep-openblas-env", action="store_true",
@@ -119,19 +125,35 @@ def main(argv=None) -> int:
         data[transformer.NAME] = transformer.measure(repeats=args.repeats,
                                                      min_time=args.min_time, use_torch=use_torch)
         print(transformer.markdown(data[transformer.NAME]), flush=True)
-    with open(args.save, "w") as f:
-        json.dump(data, f, indent=1)
-    print(f"saved the measurements to {args.save}")
-    return _write(report.render(data), args.out)
+    out, save = destinations(names, args.out, args.save)
+    if save is None:
+        print("a partial run (--configs): the measurements are not saved and "
+              "benchmarks/last_run.json is left as it is (pass --save FILE to save them).")
+    else:
+        from jaxbp._files import atomic_write
+
+        atomic_write(save, lambda f: f.write(json.dumps(data, indent=1).encode()))
+        print(f"saved the measurements to {save}")
+    return _write(report.render(data), out)
+
+
+def destinations(names, out: str | None, save: str | None) -> tuple[str | None, str | None]:
+    """``(report path, measurements path)``; ``"-"`` / ``None``: not written. A run of every
+    configuration writes to the defaults; a partial run only where ``--out`` / ``--save`` say,
+    so that it never replaces the full report and its measurements."""
+    if set(names) != set(ALL_CONFIGS):
+        return "-" if out is None else out, save
+    return out, DEFAULT_SAVE if save is None else save
 
 
 def _write(markdown: str, out: str | None) -> int:
+    from jaxbp._files import atomic_write
+
     print(markdown)
     out = "docs/benchmarks.md" if out is None else out
     if out != "-":
         os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-        with open(out, "w") as f:
-            f.write(markdown)
+        atomic_write(out, lambda f: f.write(markdown.encode()))
         print(f"wrote {out}")
     return 0
 

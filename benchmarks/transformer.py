@@ -71,11 +71,11 @@ def make_data(bench: Bench, seed: int = 0, steps: int | None = None):
 class Runner:
     """A scanned epoch of SGD steps with one gradient source, compiled ahead of time."""
 
-    def __init__(self, bench: Bench, grad: str, params, xs, ys):
+    def __init__(self, bench: Bench, grad: str, params, xs, ys, compiler_options="auto"):
         net, loss = model(bench, jax.tree_util.tree_leaves(params)[0].dtype)
         optimizer = bp.optim.sgd(bench.learning_rate)
         fn = bp.make_train_epoch(net, loss, optimizer, grad=grad, donate=True,
-                                 compiler_options="auto")
+                                 compiler_options=compiler_options)
         self.steps = len(xs)
         self.params = jax.tree_util.tree_map(jnp.array, params)  # donation consumes copies
         self.opt_state = optimizer.init(self.params)
@@ -84,6 +84,10 @@ class Runner:
         self._fn = fn.lower(self.params, self.opt_state, *self._data).compile()
         self.compile_s = time.perf_counter() - t0
         self.loss = None
+
+    def hlo_text(self) -> str:
+        """The compiled epoch's optimised HLO."""
+        return self._fn.as_text()
 
     def run(self) -> None:
         self.params, self.opt_state, metrics = self._fn(self.params, self.opt_state, *self._data)

@@ -98,3 +98,12 @@ def test_compile_counter_sees_a_fresh_compile_and_nothing_on_a_cached_call():
     with count_compiles() as second:
         f(x)
     assert len(first) >= 1 and len(second) == 0
+
+
+def test_a_partial_run_does_not_overwrite_the_full_report():
+    from benchmarks import run
+
+    assert run.destinations(list(run.ALL_CONFIGS), None, None) == (None, run.DEFAULT_SAVE)
+    assert run.destinations(["transformer"], None, None) == ("-", None)
+    assert run.destinations(["xor"], "r.md", None) == ("r.md", None)
+    assert run.destinations(["xor"], None, "s.json") == ("-", "s.json")
