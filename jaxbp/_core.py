@@ -212,14 +212,19 @@ def with_state(layer: Layer, state: Any) -> Layer:
     return layer._replace(forward=forward, sublayers=subs, state=None)
 
 
+def brief(name: str, limit: int = 60) -> str:
+    """``name`` cut to ``limit`` characters for a message, with ``…`` where it was cut."""
+    return name if len(name) <= limit else name[:limit - 1] + "…"
+
+
 def check_state_threaded(where: str, net: Layer) -> None:
     """Raises ``TypeError`` if a combinator inside ``net`` holds a layer with state but
     declares no :class:`StateRule`: its running statistics would never be updated or used."""
     for sub in net.sublayers:
         if has_state(sub) and not has_state(net):
             raise TypeError(
-                f"{where}: {net.name:.60} holds {sub.name:.40}, a layer with state (running "
-                f"statistics), but declares no state rule, so that state would never be "
+                f"{where}: {brief(net.name)} holds {brief(sub.name)}, a layer with state "
+                f"(running statistics), but declares no state rule, so that state would never be "
                 f"updated or used in evaluation. Fix: build it with bp.serial, bp.residual or "
                 f"bp.branches, which thread state, or give it state=StateRule(init, update) "
                 f"and a forward taking state= (see the Layer docstring).")

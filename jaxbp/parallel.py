@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxbp._core import Array, Layer, Loss, Params
+from jaxbp._core import Array, Layer, Loss, Params, brief
 from jaxbp.gradients import GradFn, gradient_source
 from jaxbp.losses import weighted
 
@@ -197,7 +197,7 @@ def data_parallel(gradient: str | Callable[..., GradFn] = "backprop", *,
             if state is not None and x.shape[0] % n:
                 raise ValueError(
                     f"data_parallel: a batch of {x.shape[0]} rows does not split evenly over "
-                    f"{n} devices, and {net.name:.60} has batch statistics, which padding "
+                    f"{n} devices, and {brief(net.name)} has batch statistics, which padding "
                     f"rows would change. Fix: a batch size that is a multiple of {n}.")
             (x_pad, y_pad), mask = pad_rows(n, x, y)
             source = loss if x_pad.shape[0] == x.shape[0] else masked(loss, mask)

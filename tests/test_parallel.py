@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -139,7 +140,23 @@ def _fit_worker() -> dict:
                                                               state=state)
                        for source in (bp.backprop, data_parallel(bp.backprop, devices=4)))
     out["data_parallel_bn"] = _max_rel(four_dp, one_dp)
+    # ... and a batch that does not split evenly is refused, not padded into the statistics
+    out["uneven_bn_errors"] = [_error_of(lambda: fit(bn, bp.softmax_cross_entropy(), opt,
+                                                     bn_params, x, y, epochs=1, batch_size=10,
+                                                     devices=4, progress=False)),
+                               _error_of(lambda: data_parallel(bp.backprop, devices=4)(
+                                   bn, bp.softmax_cross_entropy())(bn_params, x[:10], y[:10],
+                                                                   key=k, state=state))]
     return out
+
+
+def _error_of(call) -> str:
+    """The message of the ValueError ``call()`` raises (``""`` if it raises none)."""
+    try:
+        call()
+    except ValueError as e:
+        return str(e)
+    return ""
 
 
 def test_four_devices_match_one_device():
@@ -166,6 +183,11 @@ def test_four_devices_match_one_device():
     assert r["fit_bn_moved"] > 1e-3, "batch norm's running mean must move in training"
     assert r["fit_bn"] <= 1e-10, "batch norm on 4 devices differs from one device"
     assert r["data_parallel_bn"] <= 1e-10, "data_parallel's (value, grads, state) with batch norm"
+    fit_error, dp_error = r["uneven_bn_errors"]
+    assert re.search(r"fit: batch_size=10 does not split evenly over 4 devices, and .* has "
+                     r"batch statistics.* e\.g\. batch_size=8\.", fit_error), fit_error
+    assert re.search(r"data_parallel: a batch of 10 rows does not split evenly over 4 devices"
+                     r".* a multiple of 4\.", dp_error), dp_error
     assert r["sweep_sharded"], "sweep(devices=4) did not shard its runs over the 4 devices"
     assert r["sweep_params"] <= 1e-10 and r["sweep_loss"] <= 1e-10, "sweep on 4 devices != 1"
     assert r["sweep_padded_params"] <= 1e-10, "3 runs padded to 4 devices differ from 1 device"

@@ -60,6 +60,23 @@ def _fit(x=X, y=Y, **kw):
     return fit(net, CE, kw.pop("optimizer", SGD), params, x, y, **kw)
 
 
+# A network with state (batch norm's running statistics) for the layer-state rows.
+BN_NET = bp.serial(bp.dense(4), bp.batch_norm(), bp.tanh(), bp.dense(3))
+BN_PARAMS = BN_NET.init(jax.random.key(0), (2,))[0]
+
+
+def _bn_state(width: int):
+    """A fresh batch norm's state for ``width`` features."""
+    bn = bp.batch_norm()
+    return bp.init_layer_state(bn, bn.init(jax.random.key(0), (width,))[0])
+
+
+def _stateless_wrapper(inner):
+    """A user's combinator around ``inner`` that declares no state rule."""
+    return bp.Layer(inner.init, lambda p, x, key=None: inner.forward(p, x, key=key),
+                    inner.backward, "my_block", (inner,))
+
+
 # Small inputs for the rows of every other layer: NHWC images, (batch, time, features) sequences.
 IMG, SEQ, TOK = jnp.ones((2, 6, 6, 2)), jnp.ones((2, 5, 3)), jnp.zeros((2, 5), jnp.int32)
 
@@ -317,6 +334,31 @@ ROWS = [
         ValueError, r"make_train_step: grad='numeric' is not a gradient source"),
     Row("more devices than exist", lambda d: _fit(devices=99), ValueError,
         r"devices=99 but this process sees \d+ device"),
+    # ---- layer state (batch norm's running statistics) -----------------------------------
+    Row("a network with state in evaluation mode without its state",
+        lambda d: BN_NET.forward(BN_PARAMS, X), ValueError,
+        r"serial layer 1 \(batch_norm\): evaluation mode \(key=None\) normalises with the "
+        r"running statistics"),
+    Row("evaluate on a network with state without layer_state",
+        lambda d: bp.evaluate(BN_NET, CE, BN_PARAMS, X, Y), ValueError,
+        r"evaluate: .* has state .* layer_state was not given"),
+    Row("a batch-norm state of another width",
+        lambda d: bp.batch_norm().forward(BN_PARAMS[1], jnp.ones((4, 4)), state=_bn_state(3)),
+        ValueError, r"batch_norm: state must be BatchNormState\(mean: \(4,\), var: \(4,\)\), "
+                    r"got BatchNormState with shapes \[\(3,\), \(3,\)\]"),
+    Row("a layer's own state where a network takes one entry per sublayer",
+        lambda d: bp.serial(bp.dense(4), bp.batch_norm()).forward(
+            BN_PARAMS[:2], X, state=bp.init_layer_state(BN_NET, BN_PARAMS)[1]), ValueError,
+        r"state must be a tuple with one entry per sublayer \(2\), got a BatchNormState"),
+    Row("batch-norm momentum outside [0, 1)", lambda d: bp.batch_norm(momentum=1.0), ValueError,
+        r"batch_norm: momentum=1\.0 must be a number in \[0\.0, 1\.0\)"),
+    Row("a combinator of one's own that holds a layer with state but threads none",
+        lambda d: bp.backprop(_stateless_wrapper(BN_NET), CE), TypeError,
+        r"my_block holds serial\(.*batch_norm.*\), a layer with state .* declares no state "
+        r"rule"),
+    Row("fit: a batch larger than the data, for a network with state (full batches only)",
+        lambda d: _fit(net=BN_NET, batch_size=16), ValueError,
+        r"batch_size=16 exceeds the 12 training examples.*full batches only"),
     # ---- files and runs -----------------------------------------------------------------
     Row("a checkpoint directory that cannot be written",
         lambda d: _fit(checkpoint_dir="/proc/jaxbp-run"), ValueError,
@@ -389,6 +431,8 @@ ROWS = [
         r"argument dataset: invalid choice: 'mnist'"),
     Row("jaxbp train: --model cnn on 2-D data", ["train", "spirals", "--model", "cnn"], 2,
         r"--model cnn works on image data, i.e. digits"),
+    Row("jaxbp train: --model resnet on 2-D data", ["train", "spirals", "--model", "resnet"], 2,
+        r"--model resnet works on image data, i.e. digits"),
 ]
 
 _MESSAGES: dict[str, str] = {}  # row.what -> its message, as rendered in docs/errors.md

@@ -15,7 +15,7 @@ import optax
 
 from jaxbp import parallel
 from jaxbp._compile import check_compiler_options
-from jaxbp._core import (Layer, Loss, Params, PRNGKey, check_state_threaded, has_state,
+from jaxbp._core import (Layer, Loss, Params, PRNGKey, brief, check_state_threaded, has_state,
                          init_layer_state)
 from jaxbp._validate import int_at_least, non_negative, require_optimizer
 from jaxbp.gradients import backprop, check_net_and_loss
@@ -66,7 +66,7 @@ def _plan(net, loss, optimizer, *, epochs, batch_size, grad, l1, l2, regularize,
     if has_state(net) and mesh is not None and batch_size % mesh.size:
         raise ValueError(
             f"fit: batch_size={batch_size} does not split evenly over {mesh.size} devices, and "
-            f"{net.name:.60} has batch statistics, which padding rows would change. Fix: a "
+            f"{brief(net.name)} has batch statistics, which padding rows would change. Fix: a "
             f"batch_size that is a multiple of {mesh.size}, e.g. "
             f"batch_size={batch_size - batch_size % mesh.size or mesh.size}.")
     cfg = epoch_config("fit", net, loss, optimizer, grad=grad, l1=l1, l2=l2,
@@ -117,7 +117,7 @@ def _data(plan: _Plan, state: TrainState, x, y, validation):
     if has_state(plan.cfg.net) and x.shape[0] < plan.cfg.batch_size:
         raise ValueError(
             f"fit: batch_size={plan.cfg.batch_size} exceeds the {x.shape[0]} training examples, "
-            f"and {plan.cfg.net.name:.60} has batch statistics, so it trains on full batches "
+            f"and {brief(plan.cfg.net.name)} has batch statistics, so it trains on full batches "
             f"only. Fix: batch_size={x.shape[0]} or smaller.")
     state = _place(plan, state)
     if plan.cfg.mesh is not None:  # every device holds the data; each step shards its batch

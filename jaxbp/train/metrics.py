@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp._core import Array, Layer, Loss, Params, call_forward, has_state
+from jaxbp._core import Array, Layer, Loss, Params, brief, call_forward, has_state
 
 Accuracy = Callable[[Array, Array], Array]  # (y_pred, y_true) -> per-example 0/1, shape (batch,)
 
@@ -188,7 +188,7 @@ def evaluate(net: Layer, loss: Loss, params: Params, x, y, *, accuracy="auto",
     x, y = as_inputs(params, *check_xy("evaluate", x, y))
     if has_state(net) and layer_state is None:
         raise ValueError(
-            f"evaluate: {net.name:.60} has state (running statistics) that evaluation uses, but "
+            f"evaluate: {brief(net.name)} has state (running statistics) that evaluation uses, but "
             f"layer_state was not given. Fix: evaluate(..., layer_state=result.layer_state) "
             f"with the FitResult of fit, or bp.init_layer_state(net, params).")
     out = evaluate_arrays(params, x, y, net=net, loss=loss, accuracy=accuracy_fn(loss, accuracy),
