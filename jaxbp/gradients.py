@@ -217,17 +217,15 @@ def autodiff(net: Layer, loss: Loss, *, l1: float = 0.0, l2: float = 0.0,
              regularize=None) -> GradFn:
     """Gradients by ``jax.value_and_grad`` of the same forward; same signature as
     :func:`backprop` (with ``state=``, ``(value, grads, new_state)``)."""
-    j = objective(net, loss, l1=l1, l2=l2, regularize=regularize)
-    vg = jax.value_and_grad(j)
     l1, l2 = _validate("autodiff", net, loss, l1, l2)
     vg_cache = jax.value_and_grad(_objective_and_cache(net, loss, l1, l2, regularize),
                                   has_aux=True)
 
     def value_and_grad(params, x, y, *, key=None, state=None):
         check_batch("autodiff", x, y)
-        if state is None:
-            return vg(params, x, y, key=key)
         (value, cache), grads = vg_cache(params, x, y, key, state)
+        if state is None:
+            return value, grads
         return value, grads, update_layer_state(net, state, cache)
 
     return value_and_grad

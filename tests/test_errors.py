@@ -89,9 +89,11 @@ def test_serial_init_names_failing_layer():
 
 
 @pytest.mark.parametrize("arg,value", [("l1", -1.0), ("l2", float("nan"))])
-def test_negative_or_nan_penalty(arg, value):
-    with pytest.raises(ValueError, match=rf"{arg}=.* must be a non-negative number"):
-        bp.backprop(bp.dense(1), bp.mse(), **{arg: value})
+@pytest.mark.parametrize("source", [bp.backprop, bp.autodiff], ids=["backprop", "autodiff"])
+def test_negative_or_nan_penalty(arg, value, source):
+    with pytest.raises(ValueError, match=rf"^{source.__name__}: {arg}=.* must be a "
+                                         rf"non-negative number"):
+        source(bp.dense(1), bp.mse(), **{arg: value})
 
 
 def test_loss_factory_not_called():
