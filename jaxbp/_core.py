@@ -180,18 +180,29 @@ def substate_rule(layers: tuple[Layer, ...], caches_of: Callable[[Any], tuple]) 
     return StateRule(init, update)
 
 
+def brief(name: str, limit: int = 60) -> str:
+    """``name`` cut to ``limit`` characters for a message, with ``…`` where it was cut."""
+    return name if len(name) <= limit else name[:limit - 1] + "…"
+
+
 def substates(name: str, layers: tuple[Layer, ...], state: Any) -> tuple:
     """A combinator's ``state=`` as one entry per sublayer (all ``None`` when not given)."""
     if state is None:
         return (None,) * len(layers)
-    if type(state) not in (tuple, list) or len(state) != len(layers):  # not a layer's own
+    fix = ("Fix: pass bp.init_layer_state(net, params), or the layer_state fit returned, for "
+           "this network.")
+    if type(state) is not tuple or len(state) != len(layers):  # not a layer's own NamedTuple
         got = (f"a {type(state).__name__} of length {len(state)}"
                if isinstance(state, (tuple, list)) else type(state).__name__)
-        raise ValueError(
-            f"{name}: state must be a tuple with one entry per sublayer ({len(layers)}), got "
-            f"{got}. Fix: pass bp.init_layer_state(net, params), or the layer_state fit "
-            f"returned, for this network.")
-    return tuple(state)
+        raise ValueError(f"{name}: state must be a tuple with one entry per sublayer "
+                         f"({len(layers)}), got {got}. {fix}")
+    for i, (layer, s) in enumerate(zip(layers, state)):
+        if has_state(layer) != (s is not None):
+            what = ("is None, but that layer has state" if s is None else
+                    f"is a {type(s).__name__}, but that layer has no state (its entry is None)")
+            raise ValueError(f"{name}: state entry {i} (for {brief(layer.name, 40)}) {what}. "
+                             f"{fix}")
+    return state
 
 
 def with_state(layer: Layer, state: Any) -> Layer:
@@ -210,11 +221,6 @@ def with_state(layer: Layer, state: Any) -> Layer:
         return layer.forward(params, x, key=key, state=state)
 
     return layer._replace(forward=forward, sublayers=subs, state=None)
-
-
-def brief(name: str, limit: int = 60) -> str:
-    """``name`` cut to ``limit`` characters for a message, with ``…`` where it was cut."""
-    return name if len(name) <= limit else name[:limit - 1] + "…"
 
 
 def check_state_threaded(where: str, net: Layer) -> None:

@@ -366,3 +366,15 @@ def test_bad_state_and_settings_are_named():
     with pytest.raises(ValueError, match=r"state must be a tuple with one entry per sublayer "
                                          r"\(2\), got a BatchNormState of length 2"):
         net.forward(p, x, state=state)
+
+
+def test_fit_from_a_train_state_without_layer_state_starts_it():
+    opt = bp.optim.sgd(0.1)
+    params, _ = SMALL.init(KEY, (3,))
+    given = bp.fit(SMALL, LOSS, opt, params, X, Y, epochs=1, batch_size=8, progress=False,
+                   state=bp.train.init_state(params, opt, jax.random.key(1)))
+    fresh = bp.fit(SMALL, LOSS, opt, params, X, Y, key=jax.random.key(1), epochs=1,
+                   batch_size=8, progress=False)
+    assert given.layer_state is not None
+    assert_trees_close((given.params, given.layer_state), (fresh.params, fresh.layer_state),
+                       0.0, "fit(state=init_state(...)) vs fit(key=...)")

@@ -217,8 +217,10 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5, *, dtype=None) -> Layer
                 f"last axis holds the features, matching gamma.shape=({c},). Fix: initialise "
                 f"the layer with the input's shape without the batch axis.")
 
-    def check_state(state, c):
+    def check_state(state, c, training):
         if state is None:
+            if training:
+                return  # the batch's statistics; no running statistics to move
             raise ValueError(
                 f"{name}: evaluation mode (key=None) normalises with the running statistics, "
                 f"but no state was passed. Fix: forward(params, x, state=...) with "
@@ -237,6 +239,7 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5, *, dtype=None) -> Layer
         gamma, beta = params
         c = gamma.shape[0]
         check_x(x, c)
+        check_state(state, c, training=key is not None)
         rows = tuple(range(x.ndim - 1))
 
         def per_feature(v):  # (c,) -> (1, ..., 1, c), broadcast over the rows
@@ -244,7 +247,6 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5, *, dtype=None) -> Layer
 
         y_of = lambda xhat: per_feature(gamma) * xhat + per_feature(beta)  # noqa: E731
         if key is None:  # evaluation: the running statistics, an affine map per feature
-            check_state(state, c)
             r = 1.0 / jnp.sqrt(state.var + eps)
             xhat = (x - per_feature(state.mean)) * per_feature(r)
             return y_of(xhat), BatchNormEvalCache(xhat, r)

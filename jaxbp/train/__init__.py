@@ -15,6 +15,9 @@ The last batch, when ragged, is padded to ``batch_size`` with copies of real row
 ``sum_i w_i l_i`` with ``l_i`` the loss of example ``i`` alone. That is exactly the batch mean
 over the real rows, and the gradient of a padded row is exactly zero — so a padded batch gives
 the same numbers as the unpadded one, while every batch has one shape and nothing recompiles.
+A network with state (``batch_norm``) is the exception: padded rows would enter its batch
+statistics, so it trains on the ``floor(n / batch_size)`` full batches only, and the
+``n mod batch_size`` examples the shuffle puts last sit that epoch out.
 
 The training state is one ``NamedTuple`` (:class:`TrainState`); the history is a plain dict of
 lists, one entry per epoch; epochs are counted as totals, so ``fit(..., state=s, epochs=10)``

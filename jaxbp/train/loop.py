@@ -87,11 +87,22 @@ def _start(plan: _Plan, params, key, state, history) -> tuple[TrainState, dict, 
             key = jax.random.key(int(key))
         state = init_state(params, plan.cfg.optimizer, key,
                            init_layer_state(plan.cfg.net, params))
+    elif state.layer_state is None and has_state(plan.cfg.net):  # e.g. from train.init_state
+        state = state._replace(layer_state=init_layer_state(plan.cfg.net, state.params))
     saved = None
     if plan.resume_from is not None:  # the fresh state is the template the checkpoint must fit
         state, history, saved = runs.restore(plan.resume_from, state)
     best = (saved or Best()) if plan.patience is not None else None
     return copy_tree(state), {k: list(v) for k, v in (history or {}).items()}, best
+
+
+def check_full_batch(where: str, net: Layer, examples: int, batch_size: int) -> None:
+    """A network with state trains on full batches only: at least one must fit the data."""
+    if has_state(net) and examples < batch_size:
+        raise ValueError(
+            f"{where}: batch_size={batch_size} exceeds the {examples} training examples, and "
+            f"{brief(net.name)} has batch statistics, so it trains on full batches only. Fix: "
+            f"batch_size={examples} or smaller.")
 
 
 def checked_data(where: str, net: Layer, params, x, y, validation):
@@ -114,11 +125,7 @@ def _data(plan: _Plan, state: TrainState, x, y, validation):
     """The state and the training data checked, cast to the parameters' dtype and placed on
     the devices, and the data to evaluate: ``[("train", (x, y)), ("val", validation)]``."""
     x, y, validation = checked_data("fit", plan.cfg.net, state.params, x, y, validation)
-    if has_state(plan.cfg.net) and x.shape[0] < plan.cfg.batch_size:
-        raise ValueError(
-            f"fit: batch_size={plan.cfg.batch_size} exceeds the {x.shape[0]} training examples, "
-            f"and {brief(plan.cfg.net.name)} has batch statistics, so it trains on full batches "
-            f"only. Fix: batch_size={x.shape[0]} or smaller.")
+    check_full_batch("fit", plan.cfg.net, x.shape[0], plan.cfg.batch_size)
     state = _place(plan, state)
     if plan.cfg.mesh is not None:  # every device holds the data; each step shards its batch
         x, y, validation = parallel.put((x, y, validation), parallel.replicated(plan.cfg.mesh))
@@ -171,7 +178,8 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
     its state in ``TrainState.layer_state`` (updated by every step, used in evaluation,
     checkpointed) and returns it as ``FitResult.layer_state``. Its epochs use full batches
     only: the ``len(x) % batch_size`` examples the shuffle puts last sit that epoch out, as
-    padded rows would enter the batch statistics.
+    padded rows would enter the batch statistics (with ``shuffle=False`` the same last
+    examples every epoch: choose a ``batch_size`` that divides ``len(x)`` to train on all).
 
     Args:
       net, loss, optimizer: the network, the loss and any optax optimizer.
@@ -196,7 +204,9 @@ def fit(net: Layer, loss: Loss, optimizer: optax.GradientTransformation, params:
         history entry. ``state``'s arrays are donated to the next epoch: save or copy them
         inside the callback, do not keep references.
       state, history: continue from a :class:`TrainState` and its history. (Early stopping's
-        patience count starts afresh in every call.)
+        patience count starts afresh in every call.) A state without ``layer_state`` (e.g.
+        from :func:`init_state`) for a network with state starts it at
+        :func:`jaxbp.init_layer_state`.
       devices: data parallelism: ``None`` (one device, the default), a device count ``n`` (the
         first ``n`` of ``jax.devices()``), a list of devices or a ``Mesh``. Each mini-batch is
         sharded over them (padded with zero-weight rows to a multiple of ``n``), parameters and

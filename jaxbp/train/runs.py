@@ -180,8 +180,9 @@ def load_run(directory: str | os.PathLike, params: Params, optimizer, *,
         ``bp.init_layer_state(net, params)``; ``None`` for a network without.
 
     Returns:
-      ``FitResult(params, opt_state, history, state, best_epoch)``: with early stopping the
-      best epoch's parameters and optimizer state, else the last epoch's. To continue the run,
+      ``FitResult(params, opt_state, history, state, best_epoch, layer_state)``: with early
+      stopping the best epoch's parameters, optimizer state and layer state, else the last
+      epoch's. To continue the run,
       call ``fit(..., checkpoint_dir=directory, resume=True)``.
 
     Raises:
@@ -209,6 +210,11 @@ def load_run(directory: str | os.PathLike, params: Params, optimizer, *,
             f"pass the checkpoint_dir= of a fit that has finished at least one epoch.")
     if not isinstance(key, jax.Array):
         key = jax.random.key(int(key))
+    if layer_state is None and "layer_state" in checkpoint.read_manifest(found)["treedef"]:
+        raise checkpoint.CheckpointMismatch(
+            f"load_run: {str(found)!r} is a run of a network with state (batch norm's running "
+            f"statistics), but layer_state was not given. Fix: load_run(..., "
+            f"layer_state=bp.init_layer_state(net, params)).")
     state, history, best = restore(found, init_state(params, optimizer, key, layer_state))
     if best is None:
         return FitResult(state.params, state.opt_state, history, state, None, state.layer_state)

@@ -25,7 +25,7 @@ from jaxbp._core import Layer, Loss, Params, has_state, init_layer_state
 from jaxbp._validate import fail, int_at_least, non_negative, positive_number, require_optimizer
 from jaxbp.gradients import backprop, check_net_and_loss
 from jaxbp.train.epoch import EpochConfig, epoch_config, scanned_epoch
-from jaxbp.train.loop import checked_data
+from jaxbp.train.loop import check_full_batch, checked_data
 from jaxbp.train.metrics import Accuracy, accuracy_fn, evaluate_arrays
 from jaxbp.train.progress import progress_bar
 from jaxbp.train.state import TrainState
@@ -293,7 +293,7 @@ def sweep(net: Layer, loss: Loss, optimizer, x, y, *, epochs: int, batch_size: i
       progress, stream: a progress bar, as for :func:`fit` (by default only on a terminal).
 
     Returns:
-      A :class:`SweepResult` ``(settings, histories, params, diverged, best)``.
+      A :class:`SweepResult` ``(settings, histories, params, diverged, best, layer_state)``.
 
     Example: ``docs/training.md``, "How do I choose a learning rate?" (run by the tests).
     """
@@ -341,6 +341,7 @@ def _prepare(spec: _Spec, settings, given, x, y, validation, dtype):
     params, key_data = _initial(spec.cfg.net, seeds, tuple(np.shape(x)[1:]), dtype)
     first = jax.tree_util.tree_map(lambda a: a[0], params)  # one run's, to check the data
     x, y, validation = checked_data("sweep", spec.cfg.net, first, x, y, validation)
+    check_full_batch("sweep", spec.cfg.net, x.shape[0], spec.cfg.batch_size)
     floats = [a.dtype for a in jax.tree_util.tree_leaves(first)
               if jnp.issubdtype(a.dtype, jnp.floating)]
     hypers = _hypers(runs, given, jnp.result_type(*floats or [float]))
