@@ -103,7 +103,7 @@ def test_compile_counter_sees_a_fresh_compile_and_nothing_on_a_cached_call():
 def test_a_partial_run_does_not_overwrite_the_full_report():
     from benchmarks import transformer
 
-    assert run.ALL_CONFIGS == (*CONFIGS, transformer.NAME)
+    assert (*CONFIGS, transformer.NAME) == run.ALL_CONFIGS
     assert run.destinations(list(run.ALL_CONFIGS), None, None) == (None, run.DEFAULT_SAVE)
     assert run.destinations(["transformer"], None, None) == ("-", None)
     assert run.destinations(["xor"], "r.md", None) == ("r.md", None)
