@@ -59,8 +59,13 @@ def test_backward_matches_vjp_random_shapes(batch, dims, seed, training):
     """Dense ``(batch, c)`` and image-like ``(batch, h, w, c)`` inputs, odd sizes and batch 1,
     training (batch statistics) and evaluation (running statistics) mode."""
     bn, params, x, state, dy = _bn_at((batch, *dims), seed)
-    mode = {"key": KEY} if training else {"state": state}
-    got, want = _vjp_pair(bn, params, x, dy, **mode)
+    # Under jit, both in one program: one compile per drawn shape where eagerly every
+    # primitive compiled anew for it (the eager path: test_float32_path).
+    if training:
+        got, want = jax.jit(lambda p, x, dy: _vjp_pair(bn, p, x, dy, key=KEY))(params, x, dy)
+    else:
+        got, want = jax.jit(lambda p, x, dy, s: _vjp_pair(bn, p, x, dy, state=s))(params, x,
+                                                                                  dy, state)
     assert_trees_close(got, want, 1e-10, f"batch_norm {x.shape} training={training}")
 
 
