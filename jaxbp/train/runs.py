@@ -182,8 +182,7 @@ def load_run(directory: str | os.PathLike, params: Params, optimizer, *,
     Returns:
       ``FitResult(params, opt_state, history, state, best_epoch, layer_state)``: with early
       stopping the best epoch's parameters, optimizer state and layer state, else the last
-      epoch's. To continue the run,
-      call ``fit(..., checkpoint_dir=directory, resume=True)``.
+      epoch's. To continue the run, call ``fit(..., checkpoint_dir=directory, resume=True)``.
 
     Raises:
       FileNotFoundError: ``directory`` holds no checkpoint.
