@@ -359,6 +359,12 @@ ROWS = [
         lambda d: BN_NET.forward(BN_PARAMS, X, key=jax.random.key(0),
                                  state=(None, None, None, None)), ValueError,
         r"state entry 1 \(for batch_norm\) is None, but that layer has state"),
+    Row("a network's state with an entry where a layer has none",
+        lambda d: BN_NET.forward(BN_PARAMS, X, key=jax.random.key(0),
+                                 state=(_bn_state(4), *bp.init_layer_state(BN_NET,
+                                                                          BN_PARAMS)[1:])),
+        ValueError, r"state entry 0 \(for dense\(4\)\) is a BatchNormState, but that layer "
+                    r"has no state"),
     Row("a network's state as a list",
         lambda d: BN_NET.forward(BN_PARAMS, X, state=list(bp.init_layer_state(BN_NET,
                                                                               BN_PARAMS))),
